@@ -1,0 +1,260 @@
+"""`marinebench benchmark`: the main job. dataset -> adapters -> evaluation -> site, each stage
+skipped when the hashes of its inputs match the last successful run (recorded in
+build/benchmark.json), so a rerun with nothing changed takes seconds."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmark import paths
+from benchmark.atomic import atomic_write_json
+from benchmark.errors import UserError
+from benchmark.hashing import sha256_file, sha256_json
+
+PROFILES = {
+    "cpu": {
+        "model": "smollm2-135m-instruct",
+        "configs": ["smollm2-lora-r16", "smollm2-lora-r8", "smollm2-qlora-r16"],
+        "needs_cuda": False,
+    },
+    "gpu": {
+        "model": "tinyllama-1.1b-chat",
+        "configs": ["tinyllama-qlora-r16"],
+        "needs_cuda": True,
+    },
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="rebuild everything: dataset -> adapters -> evaluation -> site (cached by input hashes)",
+    )
+    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    p.add_argument("--force", action="store_true", help="rerun every stage even if cached")
+    p.add_argument("--configs", nargs="+", default=None, help="training configs (names)")
+    p.set_defaults(func=_run)
+
+
+def tree_hash(
+    root: Path,
+    suffixes: tuple[str, ...] = (
+        ".py",
+        ".yaml",
+        ".yml",
+        ".jsonl",
+        ".json",
+        ".j2",
+        ".html",
+        ".css",
+        ".js",
+        ".md",
+        ".parquet",
+        ".safetensors",
+        ".txt",
+    ),
+) -> str:
+    """Hash of the source files under `root` (caches and checkpoints excluded)."""
+    digest = hashlib.sha256()
+    if not root.exists():
+        return "missing"
+    files = root.rglob("*") if root.is_dir() else [root]
+    for path in sorted(files):
+        rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
+        if not path.is_file() or not path.name.endswith(suffixes):
+            continue
+        if any(
+            part in ("__pycache__", "checkpoints", ".cache") or part.startswith(".")
+            for part in Path(rel).parts
+        ):
+            continue
+        digest.update(rel.encode() + b"\0" + sha256_file(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
+@dataclass
+class Stage:
+    name: str
+    command: list[str]
+    inputs: dict[str, str]
+    outputs: list[Path]
+    seconds: float = 0.0
+    cached: bool = False
+    input_hash: str = field(default="")
+
+
+def _python_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "benchmark", *args]
+
+
+def _load_record(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {}
+
+
+def _run(args: argparse.Namespace) -> int:
+    profile = PROFILES[args.profile]
+    if profile["needs_cuda"]:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(
+                f"profile {args.profile!r} runs the seed's TinyLlama QLoRA recipe and needs a CUDA "
+                "GPU and a network (for the TinyLlama weights); this machine has no CUDA GPU."
+            )
+    configs = args.configs or profile["configs"]
+    for name in configs:
+        if not (paths.CONFIGS_DIR / f"{name}.yaml").is_file():
+            raise UserError(f"no training config {paths.CONFIGS_DIR / f'{name}.yaml'}")
+    model = profile["model"]
+    build = paths.build_dir()
+    record_path = build / "benchmark.json"
+    previous = {s["name"]: s for s in _load_record(record_path).get("stages", [])}
+    code = paths.REPO_ROOT / "benchmark"
+    started = time.perf_counter()
+    stages: list[Stage] = []
+
+    def run_stage(stage: Stage) -> None:
+        stage.input_hash = sha256_json(stage.inputs)
+        prev = previous.get(stage.name)
+        fresh = all(p.exists() for p in stage.outputs)
+        if not args.force and fresh and prev and prev.get("input_hash") == stage.input_hash:
+            stage.cached = True
+            print(f"[benchmark] {stage.name}: inputs unchanged, cached", flush=True)
+        else:
+            print(f"[benchmark] {stage.name}: {' '.join(stage.command[2:])}", flush=True)
+            t0 = time.perf_counter()
+            proc = subprocess.run(stage.command, cwd=paths.REPO_ROOT)
+            stage.seconds = round(time.perf_counter() - t0, 2)
+            if proc.returncode != 0:
+                stages.append(stage)
+                _write_record(record_path, args.profile, stages, started, failed=stage.name)
+                raise UserError(f"stage {stage.name} failed (exit {proc.returncode})")
+            print(f"[benchmark] {stage.name}: done in {stage.seconds:.1f}s", flush=True)
+        stages.append(stage)
+        _write_record(record_path, args.profile, stages, started)
+
+    dataset = paths.dataset_dir()
+    run_stage(
+        Stage(
+            "dataset",
+            _python_cli("dataset", "build", "--out", str(dataset)),
+            {"sources": tree_hash(paths.DATASETS_SRC), "code": tree_hash(code / "dataset")},
+            [dataset / "build_report.json"],
+        )
+    )
+    dataset_hash = tree_hash(dataset / "data")
+    adapters = []
+    for name in configs:
+        out = paths.adapters_dir() / name
+        adapters.append(out)
+        run_stage(
+            Stage(
+                f"train:{name}",
+                _python_cli("train", "--config", str(paths.CONFIGS_DIR / f"{name}.yaml")),
+                {
+                    "config": sha256_file(paths.CONFIGS_DIR / f"{name}.yaml"),
+                    "dataset": dataset_hash,
+                    "code": tree_hash(code / "train"),
+                },
+                [out / "adapter_model.safetensors", out / "train_metrics.json"],
+            )
+        )
+    results = paths.results_dir() / model
+    run_stage(
+        Stage(
+            "evaluate",
+            _python_cli("evaluate", "--model", model, "--adapters", *map(str, adapters)),
+            {
+                "adapters": {a.name: tree_hash(a) for a in adapters},
+                "dataset": dataset_hash,
+                "tasks": tree_hash(paths.TASKS_DIR),
+                "retention": tree_hash(paths.DATASETS_SRC / "retention_qa.jsonl"),
+                "code": tree_hash(code / "evaluation") + sha256_file(code / "scorers.py"),
+            },
+            [results / "summary.json"],
+        )
+    )
+    site = paths.site_dir()
+    run_stage(
+        Stage(
+            "site",
+            _python_cli("site", "build", "--results", str(paths.results_dir()), "--out", str(site)),
+            {
+                "results": tree_hash(paths.results_dir()),
+                "adapters": {a.name: tree_hash(a) for a in adapters},
+                "dataset": tree_hash(dataset),
+                "templates": tree_hash(paths.SITE_SRC),
+                "code": tree_hash(code / "leaderboard"),
+            },
+            [site / "index.html"],
+        )
+    )
+    total = _write_record(record_path, args.profile, stages, started)
+    print(f"\nSite: {site / 'index.html'}  (serve it with: nox -s serve)")
+    _print_summary(results / "summary.json")
+    print(f"Total {total:.1f}s; stage times and cache hits in {record_path}")
+    return 0
+
+
+def _write_record(path: Path, profile: str, stages: list[Stage], started: float, failed=None):
+    total = round(time.perf_counter() - started, 2)
+    atomic_write_json(
+        path,
+        {
+            "profile": profile,
+            "total_s": total,
+            "failed_stage": failed,
+            "stages": [
+                {
+                    "name": s.name,
+                    "seconds": s.seconds,
+                    "cached": s.cached,
+                    "input_hash": s.input_hash,
+                }
+                for s in stages
+            ],
+        },
+    )
+    return total
+
+
+HEADLINE = ("rougeL", "bertscore_f1", "token_f1", "tfidf_cosine")
+
+
+def _print_summary(summary_path: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not summary_path.is_file():
+        return
+    summary = json.loads(summary_path.read_text())
+    table = Table(title="marine_qa (test split): mean [95% CI], delta vs base (paired p)")
+    table.add_column("model")
+    for metric in HEADLINE:
+        table.add_column(metric)
+    for model, tasks in summary["models"].items():
+        row = [model]
+        for metric in HEADLINE:
+            stat = tasks.get("marine_qa", {}).get(metric)
+            if not stat:
+                row.append("-")
+                continue
+            cell = f"{stat['mean']:.3f} [{stat['ci_low']:.3f}, {stat['ci_high']:.3f}]"
+            comp = summary.get("comparisons", {}).get(model, {}).get("marine_qa", {}).get(metric)
+            if comp:
+                cell += f"\n{comp['delta']:+.3f} (p={comp['p_value']:.3g})"
+            row.append(cell)
+        table.add_row(*row)
+    Console(width=140).print(table)
