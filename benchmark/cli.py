@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "benchmark.leaderboard.cli",
     "benchmark.bench.cli",
     "benchmark.pipeline",
+    "benchmark.report",
 )
 
 
