@@ -1,0 +1,140 @@
+"""Q&A records, the topic taxonomy, and strict loading of the curated JSONL files.
+
+Curated files are written by people, so every problem is a hard error naming file and line:
+a build never silently drops a hand-written record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from benchmark.errors import UserError
+
+FIELDS = ("id", "topic", "difficulty", "question", "answer", "source")
+DIFFICULTIES = ("easy", "medium", "hard")
+
+
+class DatasetError(UserError):
+    """Bad dataset input (a source file, the taxonomy, or the build options)."""
+
+
+@dataclass(frozen=True)
+class QARecord:
+    id: str
+    topic: str
+    difficulty: str
+    question: str
+    answer: str
+    source: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def load_taxonomy(path: Path) -> dict[str, str]:
+    """`topics: {id: description}` from taxonomy.yaml."""
+    if not path.is_file():
+        raise DatasetError(
+            f"{path}: taxonomy file not found (expected `topics: {{id: description}}`)"
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid UTF-8 YAML: {exc}") from exc
+    topics = data.get("topics") if isinstance(data, dict) else None
+    if not isinstance(topics, dict) or not topics:
+        raise DatasetError(f"{path}: needs a non-empty mapping under the key `topics`")
+    for key, desc in topics.items():
+        if not isinstance(key, str) or not isinstance(desc, str) or not desc.strip():
+            raise DatasetError(f"{path}: topic {key!r} needs a non-empty string description")
+    return dict(topics)
+
+
+def record_from_obj(obj: object, taxonomy: dict[str, str], where: str) -> QARecord:
+    """Validate one parsed JSON object; `where` ("file:line") prefixes every error."""
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    values = {}
+    for key in FIELDS:
+        if key not in obj:
+            raise DatasetError(
+                f"{where}: missing field {key!r} (each record needs {', '.join(FIELDS)})"
+            )
+        value = obj[key]
+        if not isinstance(value, str):
+            raise DatasetError(
+                f"{where}: field {key!r} must be a string, got {type(value).__name__}"
+            )
+        if not value.strip():
+            raise DatasetError(f"{where}: field {key!r} is empty")
+        values[key] = value
+    if values["topic"] not in taxonomy:
+        raise DatasetError(
+            f"{where}: unknown topic {values['topic']!r}; add it to taxonomy.yaml or use one of: "
+            + ", ".join(sorted(taxonomy))
+        )
+    if values["difficulty"] not in DIFFICULTIES:
+        raise DatasetError(
+            f"{where}: difficulty {values['difficulty']!r} must be one of {', '.join(DIFFICULTIES)}"
+        )
+    return QARecord(**values)
+
+
+def read_jsonl(path: Path, taxonomy: dict[str, str]) -> list[tuple[int, QARecord]]:
+    """(line number, record) for one JSONL file; blank lines are allowed, nothing else malformed."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DatasetError(f"{path}: file is empty (expected one JSON record per line)")
+    records = []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        where = f"{path}:{lineno}"
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(
+                f"{where}: not valid UTF-8 (byte {exc.start}: {line[exc.start : exc.start + 1]!r}); "
+                "save the file as UTF-8"
+            ) from exc
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(
+                f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
+            ) from exc
+        records.append((lineno, record_from_obj(obj, taxonomy, where)))
+    return records
+
+
+def load_curated(src: Path, taxonomy: dict[str, str]) -> tuple[list[QARecord], dict[str, str]]:
+    """All records of src/curated/*.jsonl (sorted by file name) and each file's sha256."""
+    from benchmark.hashing import sha256_file
+
+    folder = src / "curated"
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if not files:
+        raise DatasetError(f"{folder}: no *.jsonl files (the curated source needs at least one)")
+    records: list[QARecord] = []
+    seen: dict[str, str] = {}
+    hashes = {}
+    for path in files:
+        for lineno, rec in read_jsonl(path, taxonomy):
+            if rec.id in seen:
+                raise DatasetError(f"{path}:{lineno}: id {rec.id!r} already used at {seen[rec.id]}")
+            seen[rec.id] = f"{path}:{lineno}"
+            records.append(rec)
+        hashes[path.relative_to(src).as_posix()] = sha256_file(path)
+    return records, hashes
+
+
+def records_digest(records: Iterable[QARecord]) -> str:
+    """Order-sensitive hash of records: the build's real input, whatever the source."""
+    from benchmark.hashing import sha256_json
+
+    return sha256_json([r.to_dict() for r in records])

@@ -1,0 +1,193 @@
+"""The Gemini source through the real google-genai client, against a loopback generateContent server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from dataset_fixtures import make_record, make_src
+
+from benchmark.dataset.build import build
+from benchmark.dataset.config import BuildConfig
+from benchmark.errors import UserError
+
+KEY = "test-gemini-key-5f2c9a1d"
+
+
+def _pairs(topic: str, n: int = 4) -> list[dict]:
+    """n distinct pairs (random pseudo-words, so dedup keeps them all)."""
+    out = []
+    for k in range(n):
+        rec = make_record(topic, 500 + k)
+        out.append(
+            {"question": rec["question"], "answer": rec["answer"], "difficulty": rec["difficulty"]}
+        )
+    return out
+
+
+def _reply(text: str) -> dict:
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}
+        ],
+        "modelVersion": "gemini-test",
+    }
+
+
+class FakeGemini:
+    """Scripted per topic: a list of (status, text) consumed in order; the last one repeats."""
+
+    def __init__(self, script: dict[str, list[tuple[int, str]]]):
+        self.script = script
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = body["contents"][0]["parts"][0]["text"]
+                topic = re.search(r"^Topic: (\w+)$", prompt, re.M).group(1)
+                with owner.lock:
+                    owner.requests.append(
+                        {
+                            "path": self.path,
+                            "key": self.headers.get("x-goog-api-key"),
+                            "topic": topic,
+                            "body": body,
+                        }
+                    )
+                    steps = owner.script[topic]
+                    status, text = steps.pop(0) if len(steps) > 1 else steps[0]
+                if status != 200:
+                    payload = {
+                        "error": {
+                            "code": status,
+                            "message": "Resource exhausted",
+                            "status": "RESOURCE_EXHAUSTED",
+                        }
+                    }
+                else:
+                    payload = _reply(text)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def count(self, topic: str) -> int:
+        return sum(r["topic"] == topic for r in self.requests)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _cfg(src, tmp_path, url) -> BuildConfig:
+    cfg = BuildConfig(
+        src=src, out=tmp_path / "ds", sources=["gemini"], cache_dir=tmp_path / "cache"
+    )
+    cfg.gemini.base_url = url
+    cfg.gemini.pairs_per_topic = 4
+    cfg.gemini.max_workers = 2
+    cfg.gemini.retry_initial_delay = 0.01  # tiny backoff for the test
+    cfg.gemini.retry_jitter = 0.0
+    return cfg
+
+
+def test_429_retry_malformed_reply_and_cache(tmp_path, monkeypatch, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    src = make_src(tmp_path / "src", per_topic=3)
+    script = {
+        "reef_life": [(429, ""), (200, json.dumps(_pairs("reef_life")))],
+        "open_ocean": [(200, json.dumps(_pairs("open_ocean")))],
+        "tide_pools": [(200, '[{"question": "Why do limpets cling", "answer": ')],  # truncated JSON
+    }
+    with FakeGemini(script) as server:
+        cfg = _cfg(src, tmp_path, server.url)
+        report = build(cfg)
+        assert server.count("reef_life") == 2  # 429, then success after backoff
+        assert server.count("open_ocean") == 1 and server.count("tide_pools") == 1
+        first = server.requests[0]
+        assert first["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
+        assert first["key"] == KEY
+        gen = first["body"]["generationConfig"]
+        assert gen["responseMimeType"] == "application/json"
+        assert gen["responseSchema"]["type"] == "ARRAY"
+        assert gen["temperature"] == 0.7
+
+        load = report["steps"][0]
+        malformed = [d for d in load["dropped_items"] if d["reason"] == "malformed_reply"]
+        assert [d["id"] for d in malformed] == ["gemini:tide_pools"]
+        assert "not JSON" in malformed[0]["detail"]
+        assert load["kept"] == 8 and report["counts"]["total"] == 8
+        assert {t for t in report["counts"]["by_topic"]} == {"reef_life", "open_ocean"}
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(tmp_path / "ds" / "data" / "train-00000-of-00001.parquet").to_pylist()
+        assert all(r["source"] == "gemini:gemini-2.5-flash" for r in rows)
+        assert (
+            len(list((tmp_path / "cache" / "gemini").glob("*.json"))) == 2
+        )  # not the malformed one
+
+        # Rerun: cached topics cost nothing; the malformed one is asked again (not cached).
+        n_before = len(server.requests)
+        again = build(cfg)
+        assert server.count("reef_life") == 2 and server.count("open_ocean") == 1
+        assert len(server.requests) == n_before + 1 and server.count("tide_pools") == 2
+        assert again["build_hash"] == report["build_hash"]
+    captured = capsys.readouterr()
+    assert KEY not in captured.out + captured.err + caplog.text
+    assert KEY not in (tmp_path / "ds" / "build_report.json").read_text()
+    assert all(KEY not in p.read_text() for p in (tmp_path / "cache" / "gemini").glob("*.json"))
+
+
+def test_persistent_error_is_a_clear_user_error_and_keeps_paid_replies(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    src = make_src(tmp_path / "src", per_topic=3)
+    script = {
+        "reef_life": [(200, json.dumps(_pairs("reef_life")))],
+        "open_ocean": [(503, "")],
+        "tide_pools": [(200, json.dumps(_pairs("tide_pools")))],
+    }
+    with FakeGemini(script) as server:
+        cfg = _cfg(src, tmp_path, server.url)
+        cfg.gemini.retry_attempts = 3
+        with pytest.raises(UserError, match="HTTP 503") as info:
+            build(cfg)
+        assert server.count("open_ocean") == 3  # retried with backoff, then gave up
+    assert KEY not in str(info.value)
+    assert not (tmp_path / "ds").exists()  # nothing half-written
+    assert len(list((tmp_path / "cache" / "gemini").glob("*.json"))) == 2  # paid replies kept
+
+
+def test_no_key_is_a_clear_error_and_curated_still_builds(tmp_path, monkeypatch):
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    src = make_src(tmp_path / "src", per_topic=6)
+    cfg = BuildConfig(
+        src=src, out=tmp_path / "ds", sources=["curated", "gemini"], cache_dir=tmp_path / "c"
+    )
+    with pytest.raises(UserError, match="GEMINI_API_KEY"):
+        build(cfg)
+    assert not (tmp_path / "ds").exists()
+    report = build(BuildConfig(src=src, out=tmp_path / "ds"))
+    assert report["counts"]["total"] == 18
