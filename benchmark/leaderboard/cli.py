@@ -1,0 +1,58 @@
+"""`marinebench site build` and `marinebench site serve`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from benchmark.paths import dataset_dir, results_dir, site_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("site", help="build or serve the static leaderboard site")
+    site_sub = p.add_subparsers(dest="site_command", required=True, metavar="SUBCOMMAND")
+
+    b = site_sub.add_parser("build", help="render build/results (and the dataset) into build/site")
+    b.add_argument(
+        "--results", type=Path, default=None, help="results root (default build/results)"
+    )
+    b.add_argument("--out", type=Path, default=None, help="site folder (default build/site)")
+    b.add_argument(
+        "--dataset", type=Path, default=None, help="dataset folder (default build/dataset)"
+    )
+    b.set_defaults(func=_build)
+
+    s = site_sub.add_parser("serve", help="serve the built site on 127.0.0.1 for browsing")
+    s.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    s.add_argument("--dir", type=Path, default=None, help="site folder (default build/site)")
+    s.set_defaults(func=_serve)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard.render import build_site
+
+    out = args.out or site_dir()
+    start = time.perf_counter()
+    info = build_site(args.results or results_dir(), out, args.dataset or dataset_dir())
+    seconds = time.perf_counter() - start
+    print(
+        f"site: {info['models']} models x {info['columns']} metrics, {info['compare_pages']} compare pages, "
+        f"{info['files']} files ({info['bytes'] / 1e6:.1f} MB) in {seconds:.2f} s -> {out / 'index.html'}"
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard.serve import HOST, make_server
+
+    directory = args.dir or site_dir()
+    server = make_server(directory, args.port)
+    print(f"serving {directory} at http://{HOST}:{server.server_address[1]}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
