@@ -1,0 +1,141 @@
+"""`marinebench evaluate`: the base model and every adapter, one pass, cached, with statistics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from benchmark import scorers
+from benchmark.errors import UserError
+from benchmark.evaluation import stats
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate the base model and its adapters on the marine lm-eval tasks",
+        description=(
+            "Load the base model once and evaluate it and each adapter with lm-evaluation-harness "
+            "(tasks/). With no --adapters, every adapter folder under build/adapters/ trained on "
+            "this base is evaluated. Writes build/results/<run>/."
+        ),
+    )
+    p.add_argument("--model", default=None, help="preset name, Hub id or model folder")
+    p.add_argument(
+        "--adapters", nargs="*", type=Path, default=None, metavar="DIR", help="adapter folders"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="FILE.jsonl",
+        help="evaluate on your own JSONL of {question, answer} records (generation metrics)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset folder or Hub dataset id (default: build/dataset, or $MARINEBENCH_DATASET)",
+    )
+    p.add_argument("--retention", default=None, help="retention JSONL (default: datasets_src/)")
+    p.add_argument("--tasks", nargs="+", default=None, help="lm-eval tasks (default: marine)")
+    p.add_argument("--limit", type=float, default=None, help="first N documents per task")
+    p.add_argument("--max-gen-toks", type=int, default=None, help="answer length cap (tokens)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--no-chat-template", action="store_true", help="prompt without the chat template"
+    )
+    p.add_argument(
+        "--bertscore-model",
+        default=scorers.DEFAULT_BERTSCORE_MODEL,
+        choices=sorted(scorers.BERTSCORE_LAYERS),
+        help="minilm: offline (default); roberta-large: the seed's choice, downloads 1.4 GB",
+    )
+    p.add_argument("--run", default=None, help="results folder name (default: model name)")
+    p.add_argument("--n-resamples", type=int, default=stats.DEFAULT_RESAMPLES)
+    p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
+    p.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default=None, help="auto (default), bf16, fp16, fp32")
+    p.set_defaults(func=run)
+
+
+def _limit(value: float | None) -> int | float | None:
+    if value is None:
+        return None
+    if value <= 0:
+        raise UserError(f"--limit must be positive, got {value}")
+    return int(value) if value >= 1 else value
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.evaluation.adapters import check_adapters, discover_adapters
+    from benchmark.evaluation.runner import (
+        DATA_TASKS,
+        DEFAULT_TASKS,
+        EvalSettings,
+        default_run_name,
+        evaluate,
+    )
+    from benchmark.models import model_path, resolve_model
+
+    if args.data is not None and args.dataset is not None:
+        raise UserError("give either --data FILE.jsonl or --dataset, not both")
+    if args.data is not None and args.data.suffix != ".jsonl":
+        raise UserError(f"--data {args.data}: expected a .jsonl file of question/answer records")
+    spec = args.model or resolve_model(None).spec
+    adapters = args.adapters
+    if adapters is None:
+        adapters = []
+        for folder in discover_adapters():
+            try:
+                check_adapters([folder], spec, model_path(spec))
+            except UserError as exc:
+                log.warning("skipping %s", exc)
+                continue
+            adapters.append(folder)
+    settings = EvalSettings(
+        tasks=tuple(args.tasks or (DATA_TASKS if args.data else DEFAULT_TASKS)),
+        limit=_limit(args.limit),
+        max_gen_toks=args.max_gen_toks,
+        batch_size=args.batch_size,
+        apply_chat_template=not args.no_chat_template,
+        bertscore_model=args.bertscore_model,
+        dataset=str(args.data) if args.data else args.dataset,
+        retention=args.retention,
+        device=args.device,
+        dtype=args.dtype,
+        bootstrap=stats.BootstrapSettings(n_resamples=args.n_resamples, seed=args.seed),
+    )
+    run_name = args.run
+    if run_name is None and args.data is not None:
+        run_name = f"{default_run_name(spec)}--{args.data.stem}"
+    result = evaluate(spec, adapters, settings, run=run_name, use_cache=not args.no_cache)
+    print_summary(result.summary)
+    print(f"results: {result.folder}")
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    """Mean [95% CI] per model/task/metric, and each adapter's delta and p-value vs the base."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"run {summary['run']}")
+    for col in ("model", "task", "metric", "mean [95% CI]", "delta vs base", "p"):
+        table.add_column(col)
+    for model, tasks in summary["models"].items():
+        for task, metrics in tasks.items():
+            for metric, s in metrics.items():
+                cmp = summary["comparisons"].get(model, {}).get(task, {}).get(metric)
+                table.add_row(
+                    model,
+                    task,
+                    metric,
+                    f"{s['mean']:.4g} [{s['ci_low']:.4g}, {s['ci_high']:.4g}]",
+                    f"{cmp['delta']:+.4g}" if cmp else "",
+                    f"{cmp['p_value']:.3g}" if cmp else "",
+                )
+    Console(width=140).print(table)

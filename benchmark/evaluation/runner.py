@@ -1,0 +1,469 @@
+"""Evaluate a base model and all its adapters in one process through lm-eval's evaluator.
+
+The base is loaded once; adapters are loaded into one PeftModel and switched with set_adapter;
+the base is measured with adapters disabled. Each model's lm-eval results and samples, plus our
+per-sample scores, are cached by a hash of everything that determines them, so a rerun with
+nothing changed loads no model at all. The run folder is assembled from those entries and
+renamed into place whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmark import paths, scorers
+from benchmark.atomic import atomic_dir
+from benchmark.device import Placement, choose_placement
+from benchmark.errors import UserError
+from benchmark.evaluation import data
+from benchmark.evaluation.adapters import AdapterInfo, check_adapters
+from benchmark.evaluation.cache import (
+    CacheEntry,
+    EvalCache,
+    dumps_lm_eval,
+    model_fingerprint,
+    write_entry_files,
+)
+from benchmark.evaluation.stats import BootstrapSettings
+from benchmark.evaluation.summary import build_summary
+from benchmark.hashing import sha256_file, sha256_json, sha256_tree
+from benchmark.models import load_model, model_path, resolve_model
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TASKS = ("marine",)
+DATA_TASKS = ("marine_qa",)
+BASE = "base"
+#: our code that shapes the cached numbers (a change invalidates the cache)
+_CODE_FILES = ("scorers.py", "evaluation/data.py", "evaluation/runner.py")
+
+#: how many times this process loaded base-model weights (a cached rerun must not add any)
+MODEL_LOADS = 0
+
+
+@dataclass
+class EvalSettings:
+    """Everything besides the model that decides the numbers (all of it goes in the cache key)."""
+
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    limit: int | float | None = None
+    max_gen_toks: int | None = None
+    batch_size: int = 16
+    apply_chat_template: bool = True
+    bertscore_model: str = scorers.DEFAULT_BERTSCORE_MODEL
+    dataset: str | None = None
+    retention: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+
+
+@dataclass
+class ModelRun:
+    name: str
+    adapter: AdapterInfo | None
+    key: str
+    entry: CacheEntry | None = None
+    cached: bool = False
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    models: list[ModelRun]
+    load_s: float
+    summary: dict
+
+
+def _placement(settings: EvalSettings) -> Placement:
+    try:
+        return choose_placement(settings.device, settings.dtype)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _code_hash() -> str:
+    root = Path(__file__).resolve().parent.parent
+    return sha256_json({name: sha256_file(root / name) for name in _CODE_FILES})
+
+
+def _versions() -> dict[str, str]:
+    import lm_eval
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "lm_eval": lm_eval.__version__,
+        "peft": peft.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def _metadata(dataset: data.DataSource, retention: data.DataSource) -> dict[str, str]:
+    """Task metadata (lm-eval passes it to tasks/utils.py's dataset loaders)."""
+
+    def spec(source: data.DataSource) -> str:
+        return source.location + (f"@{source.revision}" if source.revision else "")
+
+    return {"dataset": spec(dataset), "retention_data": spec(retention)}
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _timed_hflm_class():
+    """HFLM that also times generation and counts generated tokens (for throughput figures)."""
+    from lm_eval.models.huggingface import HFLM
+
+    class TimedHFLM(HFLM):
+        generate_s = 0.0
+        generated_tokens = 0
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            start = time.perf_counter()
+            out = super().generate_until(requests, disable_tqdm=disable_tqdm)
+            self.generate_s += time.perf_counter() - start
+            self.generated_tokens += sum(
+                len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in out
+            )
+            return out
+
+    return TimedHFLM
+
+
+def evaluate(
+    model: str | None,
+    adapters: list[Path],
+    settings: EvalSettings,
+    run: str | None = None,
+    use_cache: bool = True,
+    out_root: Path | None = None,
+) -> RunResult:
+    """Evaluate base + adapters; write build/results/<run>/; return what was done."""
+    spec = str(model) if model else resolve_model(None).spec
+    resolved = resolve_model(spec)
+    path = model_path(spec)
+    infos = check_adapters(list(adapters), spec, path)
+    dataset = data.resolve_source(settings.dataset)
+    retention = data.resolve_source(
+        settings.retention or str(data.default_retention_file()), env=data.RETENTION_ENV
+    )
+    for source in (dataset, retention):
+        if source.kind == "jsonl":
+            data.read_qa_jsonl(source.location)  # fail on a bad line before any model loads
+    placement = _placement(settings)
+    run = run or default_run_name(spec)
+    cache = EvalCache(enabled=use_cache)
+
+    common = {
+        "model": model_fingerprint(path),
+        "task_files": sha256_tree(paths.TASKS_DIR, exclude=("__pycache__",)),
+        "code": _code_hash(),
+        "tasks": list(settings.tasks),
+        "dataset": data.source_hash(dataset),
+        "retention": data.source_hash(retention),
+        "generation": {
+            "max_gen_toks": settings.max_gen_toks,
+            "batch_size": settings.batch_size,
+            "apply_chat_template": settings.apply_chat_template,
+            "device": placement.device,
+            "dtype": placement.dtype_name,
+        },
+        "limit": settings.limit,
+        "bertscore_model": settings.bertscore_model,
+        "versions": _versions(),
+    }
+    runs = [ModelRun(BASE, None, cache.key({**common, "adapter": None}))]
+    runs += [ModelRun(i.name, i, cache.key({**common, "adapter": i.hash})) for i in infos]
+    for item in runs:
+        item.entry = cache.get(item.key)
+        item.cached = item.entry is not None
+        if item.cached:
+            log.info("%s: cached results (%s)", item.name, item.key[:12])
+
+    load_s = 0.0
+    todo = [r for r in runs if not r.cached]
+    if todo:
+        load_s = _evaluate_models(
+            path, todo, settings, placement, dataset, retention, cache, common
+        )
+
+    out_root = out_root or paths.results_dir()
+    folder = out_root / run
+    summary = build_summary(run, {r.name: r.entry.scores for r in runs}, settings.bootstrap)
+    manifest = {
+        "run": run,
+        "base_model": resolved.name,
+        "base_model_path": path,
+        "dataset_path": dataset.location,
+        "dataset_source": dataset.describe(),
+        "dataset_hash": data.source_hash(dataset),
+        "retention_path": retention.location,
+        "retention_hash": data.source_hash(retention),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tasks": sorted({t for r in runs for t in r.entry.samples}),
+        "task_request": list(settings.tasks),
+        "limit": settings.limit,
+        "generation": {
+            **common["generation"],
+            "max_gen_toks": settings.max_gen_toks or _task_max_gen_toks(runs),
+            "do_sample": False,
+        },
+        "bertscore_model": settings.bertscore_model,
+        "library_versions": common["versions"],
+        "models": [
+            {
+                "name": r.name,
+                "adapter": str(r.adapter.path) if r.adapter else None,
+                "adapter_hash": r.adapter.hash if r.adapter else None,
+                "cache_key": r.key,
+                "cached": r.cached,
+                "timing": r.entry.timing,
+            }
+            for r in runs
+        ],
+    }
+    with atomic_dir(folder) as tmp:
+        for r in runs:
+            write_entry_files(tmp / "lm_eval" / r.name, r.entry, with_scores=False)
+        with open(tmp / "scores.jsonl", "w", encoding="utf-8") as fh:
+            for r in runs:
+                for row in r.entry.scores:
+                    fh.write(dumps_lm_eval(row, indent=None) + "\n")
+        (tmp / "summary.json").write_text(dumps_lm_eval(summary) + "\n", encoding="utf-8")
+        (tmp / "manifest.json").write_text(dumps_lm_eval(manifest) + "\n", encoding="utf-8")
+    log.info("results written to %s", folder)
+    return RunResult(folder, runs, load_s, summary)
+
+
+def default_run_name(spec: str) -> str:
+    """The preset name, a local model folder's name, or a Hub id with / replaced."""
+    resolved = resolve_model(spec)
+    if resolved.preset is None and resolved.local_path is not None:
+        return resolved.local_path.name
+    return resolved.name.replace("/", "__")
+
+
+def _task_max_gen_toks(runs: list[ModelRun]) -> int | None:
+    for r in runs:
+        for cfg in r.entry.results.get("configs", {}).values():
+            gen = cfg.get("generation_kwargs") or {}
+            if "max_gen_toks" in gen:
+                return int(gen["max_gen_toks"])
+    return None
+
+
+def _load_peft(base, infos: list[AdapterInfo], label: str):
+    """One PeftModel holding every adapter (internal names a0, a1, ...); shape errors -> UserError."""
+    from peft import PeftModel
+
+    peft_model = None
+    for i, info in enumerate(infos):
+        try:
+            if peft_model is None:
+                peft_model = PeftModel.from_pretrained(base, info.path, adapter_name=f"a{i}")
+            else:
+                peft_model.load_adapter(info.path, adapter_name=f"a{i}")
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise UserError(
+                f"adapter {info.path} (trained on {info.base_model or 'an unrecorded base'}) "
+                f"does not fit the evaluated model {label}: {str(exc).splitlines()[0]}"
+            ) from exc
+    if peft_model is not None:
+        peft_model.eval()
+    return peft_model
+
+
+def _evaluate_models(
+    path: str,
+    todo: list[ModelRun],
+    settings: EvalSettings,
+    placement: Placement,
+    dataset: data.DataSource,
+    retention: data.DataSource,
+    cache: EvalCache,
+    common: dict[str, Any],
+) -> float:
+    """Load the base once, wrap the adapters, run lm-eval for each model not in the cache."""
+    global MODEL_LOADS
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    start = time.perf_counter()
+    base, tokenizer = load_model(path, placement)
+    MODEL_LOADS += 1
+    adapters = [r.adapter for r in todo if r.adapter is not None]
+    peft_model = _load_peft(base, adapters, path)
+    internal = {info.name: f"a{i}" for i, info in enumerate(adapters)}
+    wrapped = peft_model if peft_model is not None else base
+    hflm = _timed_hflm_class()(
+        pretrained=wrapped, tokenizer=tokenizer, batch_size=settings.batch_size
+    )
+    load_s = time.perf_counter() - start
+    log.info("loaded %s + %d adapter(s) in %.1fs", path, len(adapters), load_s)
+    metadata = _metadata(dataset, retention)
+    gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
+
+    for item in todo:
+        log.info("evaluating %s on %s", item.name, ", ".join(settings.tasks))
+        if item.adapter is None and peft_model is not None:
+            context = peft_model.disable_adapter()
+        else:
+            if peft_model is not None:
+                peft_model.set_adapter(internal[item.name])
+            context = contextlib.nullcontext()
+        hflm.generate_s, hflm.generated_tokens = 0.0, 0
+        t0 = time.perf_counter()
+        with context, _env(scorers.BERTSCORE_ENV, settings.bertscore_model):
+            results = lm_eval.simple_evaluate(
+                model=hflm,
+                tasks=list(settings.tasks),
+                task_manager=TaskManager(include_path=str(paths.TASKS_DIR), metadata=metadata),
+                apply_chat_template=settings.apply_chat_template,
+                log_samples=True,
+                limit=settings.limit,
+                gen_kwargs=gen_kwargs,
+                bootstrap_iters=0,
+            )
+        eval_s = time.perf_counter() - t0
+        samples = results.pop("samples")
+        results["model_name"] = item.name
+        results["task_hashes"] = _task_hashes(samples)
+        timing = {
+            "eval_s": eval_s,
+            "generate_s": hflm.generate_s,
+            "generated_tokens": hflm.generated_tokens,
+            "gen_tok_s": hflm.generated_tokens / hflm.generate_s if hflm.generate_s else 0.0,
+        }
+        scores = score_samples(item.name, results, samples, settings.bertscore_model)
+        entry = CacheEntry(results, samples, scores, timing)
+        parts = {**common, "adapter": item.adapter.hash if item.adapter else None}
+        item.entry = cache.put(item.key, entry, parts) if cache.enabled else entry
+    return load_s
+
+
+def _task_hashes(samples: dict[str, list[dict]]) -> dict[str, str]:
+    """Per-task hash of all samples, as lm-eval's EvaluationTracker records it."""
+    from lm_eval.utils import hash_string
+
+    return {
+        task: hash_string(
+            "".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in rows)
+        )
+        for task, rows in samples.items()
+    }
+
+
+# --- per-sample scores (scores.jsonl) ---------------------------------------------------------
+
+
+def score_samples(
+    model: str, results: dict, samples: dict[str, list[dict]], bertscore_model: str
+) -> list[dict]:
+    """One row per (task, doc) with every metric, from lm-eval's logged samples."""
+    rows: list[dict] = []
+    for task in sorted(samples):
+        task_samples = sorted(samples[task], key=lambda s: s["doc_id"])
+        output_type = results.get("configs", {}).get(task, {}).get("output_type")
+        if task_samples and "bertscore_f1" in task_samples[0]:
+            rows += _generation_rows(model, task, task_samples, bertscore_model)
+        elif output_type == "multiple_choice":
+            rows += [_mc_row(model, task, s) for s in task_samples]
+        elif task_samples and "loglikelihood" in task_samples[0]:
+            rows += [_ppl_row(model, task, s) for s in task_samples]
+        else:
+            rows += [_generic_row(model, task, s) for s in task_samples]
+    return rows
+
+
+def _base_row(model: str, task: str, sample: dict, prediction: str | None) -> dict:
+    doc = sample.get("doc", {})
+    return {
+        "model": model,
+        "task": task,
+        "doc_id": sample["doc_id"],
+        "id": doc.get("id", str(sample["doc_id"])),
+        "topic": doc.get("topic", ""),
+        "question": doc.get("question", ""),
+        "reference": doc.get("answer", sample.get("target")),
+        "prediction": prediction,
+    }
+
+
+def _generation_rows(model: str, task: str, task_samples: list[dict], bertscore_model: str):
+    predictions = [_first_text(s["filtered_resps"]) for s in task_samples]
+    references = [s["doc"]["answer"] for s in task_samples]
+    metrics = scorers.score_generations(predictions, references, bertscore_model)
+    return [
+        {**_base_row(model, task, s, p), "metrics": m}
+        for s, p, m in zip(task_samples, predictions, metrics, strict=True)
+    ]
+
+
+def _first_text(resps) -> str:
+    while isinstance(resps, list | tuple):
+        if not resps:
+            return ""
+        resps = resps[0]
+    return "" if resps is None else str(resps)
+
+
+def _mc_row(model: str, task: str, sample: dict) -> dict:
+    doc = sample["doc"]
+    lls = [float(r[0]) for r in sample["filtered_resps"]]
+    choices = doc.get("choices") or []
+    pick = max(range(len(lls)), key=lls.__getitem__) if lls else None
+    prediction = choices[pick] if pick is not None and pick < len(choices) else None
+    row = _base_row(model, task, sample, prediction)
+    row["metrics"] = {m: float(sample[m]) for m in ("acc", "acc_norm") if m in sample}
+    return row
+
+
+def _ppl_row(model: str, task: str, sample: dict) -> dict:
+    answer = sample["doc"]["answer"]
+    ll = float(sample["loglikelihood"])
+    n_bytes = max(len(answer.encode("utf-8")), 1)
+    words = max(len(answer.split()), 1)
+    row = _base_row(model, task, sample, None)
+    row["metrics"] = {
+        "loglikelihood": ll,
+        "bits_per_byte": -ll / (n_bytes * math.log(2)),
+        "byte_perplexity": _safe_exp(-ll / n_bytes),
+        "word_perplexity": _safe_exp(-ll / words),
+    }
+    return row
+
+
+def _safe_exp(x: float) -> float | None:
+    """exp, or None where it overflows (JSON has no infinity; statistics skip None)."""
+    return math.exp(x) if x < 700 else None
+
+
+def _generic_row(model: str, task: str, sample: dict) -> dict:
+    row = _base_row(model, task, sample, _first_text(sample.get("filtered_resps")))
+    row["metrics"] = {
+        m: float(sample[m])
+        for m in sample.get("metrics", [])
+        if isinstance(sample.get(m), int | float | bool)
+    }
+    return row
