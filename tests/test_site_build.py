@@ -219,7 +219,7 @@ def test_output_is_deterministic(tree, tmp_path):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
 
 
-def test_missing_optional_inputs_are_reported_not_fatal(tmp_path):
+def test_missing_optional_inputs_are_reported_not_fatal(tmp_path, build_root):
     paths = write_tree(tmp_path, n_adapters=2, n_samples=10, dataset=False, train_metrics=False)
     (paths["run"] / "scores.jsonl").unlink()
     info = build_site(paths["results"], tmp_path / "site", tmp_path / "dataset")
