@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -39,7 +41,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     p.add_argument("--force", action="store_true", help="rerun every stage even if cached")
-    p.add_argument("--configs", nargs="+", default=None, help="training configs (names)")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=None,
+        help="training configs: names in configs/ or YAML paths",
+    )
+    p.add_argument("--model", default=None, help="base model to evaluate (default: the profile's)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="evaluate only the first N documents per task"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="trainings run at once (default: one per CPU core on the CPU profile, 1 on GPU)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -90,6 +107,16 @@ class Stage:
     input_hash: str = field(default="")
 
 
+def _config_file(spec: str) -> Path:
+    """A config named `NAME` (configs/NAME.yaml) or given as a path to a YAML file."""
+    path = Path(spec)
+    if path.suffix not in (".yaml", ".yml"):
+        path = paths.CONFIGS_DIR / f"{spec}.yaml"
+    if not path.is_file():
+        raise UserError(f"no training config {path}")
+    return path.resolve()
+
+
 def _python_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "benchmark", *args]
 
@@ -103,6 +130,64 @@ def _load_record(path: Path) -> dict:
         return {}
 
 
+def _is_cached(stage: Stage, previous: dict, force: bool) -> bool:
+    stage.input_hash = sha256_json(stage.inputs)
+    prev = previous.get(stage.name)
+    fresh = all(p.exists() for p in stage.outputs)
+    return not force and fresh and bool(prev) and prev.get("input_hash") == stage.input_hash
+
+
+def _last_progress(log: Path) -> str:
+    """The newest tqdm line a child wrote (tqdm separates updates with carriage returns)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, log.stat().st_size - 4096))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    parts = [p.strip() for p in re.split(r"[\r\n]", tail) if "step" in p]
+    return parts[-1][-90:] if parts else "starting"
+
+
+def _run_concurrently(stages: list[Stage], jobs: int, log_dir: Path) -> list[tuple[Stage, int]]:
+    """Run stages as parallel child processes (one CPU thread each), showing each one's progress.
+
+    Why: on a small CPU, bf16 matmuls at these sizes scale poorly from 1 to 2 threads, so two
+    single-thread trainings finish sooner than the same two runs one after the other.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending, running, done = list(stages), {}, []
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
+    ) as progress:
+        while pending or running:
+            while pending and len(running) < jobs:
+                stage = pending.pop(0)
+                log = log_dir / f"{stage.name.replace(':', '-')}.log"
+                fh = open(log, "wb")  # noqa: SIM115 - closed when the child ends
+                proc = subprocess.Popen(
+                    stage.command, cwd=paths.REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env
+                )
+                task = progress.add_task(stage.name, total=None)
+                running[stage.name] = (stage, proc, fh, log, task, time.perf_counter())
+            time.sleep(1.0)
+            for name, (stage, proc, fh, log, task, t0) in list(running.items()):
+                progress.update(task, description=f"{name}: {_last_progress(log)}")
+                if proc.poll() is None:
+                    continue
+                fh.close()
+                stage.seconds = round(time.perf_counter() - t0, 2)
+                state = "done" if proc.returncode == 0 else f"FAILED (log: {log})"
+                progress.update(task, description=f"{name}: {state} in {stage.seconds:.0f}s")
+                progress.stop_task(task)
+                done.append((stage, proc.returncode))
+                del running[name]
+    return done
+
+
 def _run(args: argparse.Namespace) -> int:
     profile = PROFILES[args.profile]
     if profile["needs_cuda"]:
@@ -113,11 +198,8 @@ def _run(args: argparse.Namespace) -> int:
                 f"profile {args.profile!r} runs the seed's TinyLlama QLoRA recipe and needs a CUDA "
                 "GPU and a network (for the TinyLlama weights); this machine has no CUDA GPU."
             )
-    configs = args.configs or profile["configs"]
-    for name in configs:
-        if not (paths.CONFIGS_DIR / f"{name}.yaml").is_file():
-            raise UserError(f"no training config {paths.CONFIGS_DIR / f'{name}.yaml'}")
-    model = profile["model"]
+    config_files = [_config_file(c) for c in (args.configs or profile["configs"])]
+    model = args.model or profile["model"]
     build = paths.build_dir()
     record_path = build / "benchmark.json"
     previous = {s["name"]: s for s in _load_record(record_path).get("stages", [])}
@@ -125,25 +207,30 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     stages: list[Stage] = []
 
+    def finish(stage: Stage, returncode: int) -> None:
+        stages.append(stage)
+        if returncode != 0:
+            _write_record(record_path, args.profile, stages, started, failed=stage.name)
+            raise UserError(f"stage {stage.name} failed (exit {returncode})")
+        print(f"[benchmark] {stage.name}: done in {stage.seconds:.1f}s", flush=True)
+        _write_record(record_path, args.profile, stages, started)
+
     def run_stage(stage: Stage) -> None:
-        stage.input_hash = sha256_json(stage.inputs)
-        prev = previous.get(stage.name)
-        fresh = all(p.exists() for p in stage.outputs)
-        if not args.force and fresh and prev and prev.get("input_hash") == stage.input_hash:
+        if _is_cached(stage, previous, args.force):
             stage.cached = True
             print(f"[benchmark] {stage.name}: inputs unchanged, cached", flush=True)
-        else:
-            print(f"[benchmark] {stage.name}: {' '.join(stage.command[2:])}", flush=True)
-            t0 = time.perf_counter()
-            proc = subprocess.run(stage.command, cwd=paths.REPO_ROOT)
-            stage.seconds = round(time.perf_counter() - t0, 2)
-            if proc.returncode != 0:
-                stages.append(stage)
-                _write_record(record_path, args.profile, stages, started, failed=stage.name)
-                raise UserError(f"stage {stage.name} failed (exit {proc.returncode})")
-            print(f"[benchmark] {stage.name}: done in {stage.seconds:.1f}s", flush=True)
-        stages.append(stage)
-        _write_record(record_path, args.profile, stages, started)
+            stages.append(stage)
+            return
+        print(f"[benchmark] {stage.name}: {' '.join(stage.command[2:])}", flush=True)
+        t0 = time.perf_counter()
+        returncode = subprocess.run(stage.command, cwd=paths.REPO_ROOT).returncode
+        stage.seconds = round(time.perf_counter() - t0, 2)
+        finish(stage, returncode)
+
+    # The default model is converted once up front, so parallel trainings never race on it.
+    from benchmark.models import model_path
+
+    model_path(model)
 
     dataset = paths.dataset_dir()
     run_stage(
@@ -155,28 +242,53 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     dataset_hash = tree_hash(dataset / "data")
-    adapters = []
-    for name in configs:
+    adapters, to_train = [], []
+    for config in config_files:
+        name = config.stem
         out = paths.adapters_dir() / name
         adapters.append(out)
-        run_stage(
-            Stage(
-                f"train:{name}",
-                _python_cli("train", "--config", str(paths.CONFIGS_DIR / f"{name}.yaml")),
-                {
-                    "config": sha256_file(paths.CONFIGS_DIR / f"{name}.yaml"),
-                    "dataset": dataset_hash,
-                    "code": tree_hash(code / "train"),
-                },
-                [out / "adapter_model.safetensors", out / "train_metrics.json"],
-            )
+        stage = Stage(
+            f"train:{name}",
+            _python_cli("train", "--config", str(config)),
+            {
+                "config": sha256_file(config),
+                "dataset": dataset_hash,
+                "code": tree_hash(code / "train"),
+            },
+            [out / "adapter_model.safetensors", out / "train_metrics.json"],
         )
-    results = paths.results_dir() / model
+        if _is_cached(stage, previous, args.force):
+            stage.cached = True
+            stages.append(stage)
+            print(f"[benchmark] {stage.name}: inputs unchanged, cached", flush=True)
+        else:
+            to_train.append(stage)
+    jobs = args.jobs or (1 if profile["needs_cuda"] else min(len(to_train), os.cpu_count() or 1))
+    if jobs > 1:
+        names = ", ".join(s.name for s in to_train)
+        print(f"[benchmark] training {names}: {jobs} at a time, one thread each", flush=True)
+        for stage, returncode in _run_concurrently(to_train, jobs, build / "logs"):
+            finish(stage, returncode)
+    else:
+        for stage in to_train:
+            run_stage(stage)
+    from benchmark.evaluation.runner import default_run_name
+
+    results = paths.results_dir() / default_run_name(model)
     run_stage(
         Stage(
             "evaluate",
-            _python_cli("evaluate", "--model", model, "--adapters", *map(str, adapters)),
+            _python_cli(
+                "evaluate",
+                "--model",
+                model,
+                "--adapters",
+                *map(str, adapters),
+                *(["--limit", str(args.limit)] if args.limit else []),
+            ),
             {
+                "model": model,
+                "limit": args.limit,
                 "adapters": {a.name: tree_hash(a) for a in adapters},
                 "dataset": dataset_hash,
                 "tasks": tree_hash(paths.TASKS_DIR),
