@@ -322,6 +322,8 @@ def _evaluate_models(
     load_s = time.perf_counter() - start
     log.info("loaded %s + %d adapter(s) in %.1fs", path, len(adapters), load_s)
     metadata = _metadata(dataset, retention)
+    # Built once: indexing lm-eval's task tree takes ~5 s, which every model would pay again.
+    task_manager = TaskManager(include_path=str(paths.TASKS_DIR), metadata=metadata)
     gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
 
     for item in todo:
@@ -338,7 +340,7 @@ def _evaluate_models(
             results = lm_eval.simple_evaluate(
                 model=hflm,
                 tasks=list(settings.tasks),
-                task_manager=TaskManager(include_path=str(paths.TASKS_DIR), metadata=metadata),
+                task_manager=task_manager,
                 apply_chat_template=settings.apply_chat_template,
                 log_samples=True,
                 limit=settings.limit,
