@@ -108,7 +108,7 @@ def render_section(run: str) -> str:
             continue
         tm = json.loads(metrics_path.read_text())
         rows.append(
-            f"| {entry['name']} | {tm.get('quantization') or 'bf16/fp32'} | "
+            f"| {entry['name']} | {tm.get('quantization') or tm.get('dtype', '–')} | "
             f"{tm['trainable_params']:,} ({tm['trainable_pct']:.2f}%) | {tm.get('epochs', '–')} | "
             f"{tm['tokens_seen']:,} | {tm['wall_time_s']:.0f} s | {tm['tokens_per_s']:.0f} | "
             f"{tm['mfu']:.2f} | {tm['peak_memory_mb']:.0f} MB |"
