@@ -14,16 +14,9 @@ from typing import Any
 
 import numpy as np
 
-GEN_METRICS = (
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "bertscore_f1",
-    "token_f1",
-    "exact_match",
-    "tfidf_cosine",
-    "embedding_cosine",
-)
+from benchmark.scorers import GENERATION_METRICS
+
+GEN_METRICS = GENERATION_METRICS
 TOPICS = (
     "coral_reefs",
     "cetaceans",
