@@ -103,6 +103,8 @@ class Stage:
     inputs: dict[str, str]
     outputs: list[Path]
     seconds: float = 0.0
+    #: when cached: how long the stage took the last time it actually ran
+    computed_seconds: float | None = None
     cached: bool = False
     input_hash: str = field(default="")
 
@@ -134,7 +136,10 @@ def _is_cached(stage: Stage, previous: dict, force: bool) -> bool:
     stage.input_hash = sha256_json(stage.inputs)
     prev = previous.get(stage.name)
     fresh = all(p.exists() for p in stage.outputs)
-    return not force and fresh and bool(prev) and prev.get("input_hash") == stage.input_hash
+    cached = not force and fresh and bool(prev) and prev.get("input_hash") == stage.input_hash
+    if cached:
+        stage.computed_seconds = prev.get("computed_seconds") or prev.get("seconds")
+    return cached
 
 
 def _last_progress(log: Path) -> str:
@@ -335,6 +340,7 @@ def _write_record(path: Path, profile: str, stages: list[Stage], started: float,
                 {
                     "name": s.name,
                     "seconds": s.seconds,
+                    "computed_seconds": s.computed_seconds if s.cached else s.seconds,
                     "cached": s.cached,
                     "input_hash": s.input_hash,
                 }

@@ -130,6 +130,13 @@ def render_section(run: str) -> str:
             for s in record["stages"]
         )
         lines += ["", f"**Last `nox -s benchmark`**: {record['total_s']:.0f} s in all ({stages})."]
+        computed = [s.get("computed_seconds") for s in record["stages"]]
+        if all(c is not None for c in computed) and any(s["cached"] for s in record["stages"]):
+            lines.append(
+                "Each stage when it last actually ran: "
+                + ", ".join(f"{s['name']} {s['computed_seconds']:.0f} s" for s in record["stages"])
+                + " (the trainings run side by side)."
+            )
     return "\n".join(lines) + "\n"
 
 
