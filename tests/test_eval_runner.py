@@ -253,3 +253,35 @@ def test_real_smollm2_with_an_adapter_named_by_hub_id(smollm2_dir, tmp_path, mon
     assert len(rows) == 4 and all(r["prediction"].strip() for r in rows)
     timing = result.models[0].entry.timing
     assert timing["generated_tokens"] > 0 and timing["gen_tok_s"] > 0
+
+
+def test_merged_adapter_matches_peft_and_restores_the_base_exactly(env):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from benchmark.evaluation import merging
+    from benchmark.evaluation.adapters import check_adapters
+
+    def load():
+        return AutoModelForCausalLM.from_pretrained(env["model"], dtype=torch.float32).eval()
+
+    info = check_adapters([env["adapters"][0]], str(env["model"]), str(env["model"]))[0]
+    ids = torch.tensor([[1, 5, 9, 23, 7, 42, 3, 11]])
+    model = load()
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        base_logits = model(ids).logits
+        peft_logits = PeftModel.from_pretrained(load(), info.path).eval()(ids).logits
+    saved = merging.SavedWeights(model)
+    merging.check_fit(model, [info], "tiny")
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())
+    with merging.merged_adapter(model, info, "tiny", saved), torch.no_grad():
+        assert not any("lora" in name for name, _ in model.named_modules())
+        merged_logits = model(ids).logits
+    assert not torch.allclose(merged_logits, base_logits, atol=1e-4)
+    assert torch.allclose(merged_logits, peft_logits, atol=1e-4)
+    assert set(model.state_dict()) == set(original)
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, base_logits)

@@ -1,7 +1,7 @@
 """Evaluate a base model and all its adapters in one process through lm-eval's evaluator.
 
-The base is loaded once; adapters are loaded into one PeftModel and switched with set_adapter;
-the base is measured with adapters disabled. Each model's lm-eval results and samples, plus our
+The base is loaded once and measured as it is; each adapter is then merged into it with PEFT
+and the base weights are restored bit for bit afterwards (see merging.py). Each model's lm-eval results and samples, plus our
 per-sample scores, are cached by a hash of everything that determines them, so a rerun with
 nothing changed loads no model at all. The run folder is assembled from those entries and
 renamed into place whole.
@@ -23,7 +23,7 @@ from benchmark import paths, scorers
 from benchmark.atomic import atomic_dir
 from benchmark.device import Placement, choose_placement
 from benchmark.errors import UserError
-from benchmark.evaluation import data
+from benchmark.evaluation import data, merging
 from benchmark.evaluation.adapters import AdapterInfo, check_adapters
 from benchmark.evaluation.cache import (
     CacheEntry,
@@ -43,7 +43,12 @@ DEFAULT_TASKS = ("marine",)
 DATA_TASKS = ("marine_qa",)
 BASE = "base"
 #: our code that shapes the cached numbers (a change invalidates the cache)
-_CODE_FILES = ("scorers.py", "evaluation/data.py", "evaluation/runner.py")
+_CODE_FILES = (
+    "scorers.py",
+    "evaluation/data.py",
+    "evaluation/runner.py",
+    "evaluation/merging.py",
+)
 
 #: how many times this process loaded base-model weights (a cached rerun must not add any)
 MODEL_LOADS = 0
@@ -186,6 +191,7 @@ def evaluate(
             "max_gen_toks": settings.max_gen_toks,
             "batch_size": settings.batch_size,
             "apply_chat_template": settings.apply_chat_template,
+            "adapters": "merged into the base weights",
             "device": placement.device,
             "dtype": placement.dtype_name,
         },
@@ -273,27 +279,6 @@ def _task_max_gen_toks(runs: list[ModelRun]) -> int | None:
     return None
 
 
-def _load_peft(base, infos: list[AdapterInfo], label: str):
-    """One PeftModel holding every adapter (internal names a0, a1, ...); shape errors -> UserError."""
-    from peft import PeftModel
-
-    peft_model = None
-    for i, info in enumerate(infos):
-        try:
-            if peft_model is None:
-                peft_model = PeftModel.from_pretrained(base, info.path, adapter_name=f"a{i}")
-            else:
-                peft_model.load_adapter(info.path, adapter_name=f"a{i}")
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise UserError(
-                f"adapter {info.path} (trained on {info.base_model or 'an unrecorded base'}) "
-                f"does not fit the evaluated model {label}: {str(exc).splitlines()[0]}"
-            ) from exc
-    if peft_model is not None:
-        peft_model.eval()
-    return peft_model
-
-
 def _evaluate_models(
     path: str,
     todo: list[ModelRun],
@@ -313,14 +298,11 @@ def _evaluate_models(
     base, tokenizer = load_model(path, placement)
     MODEL_LOADS += 1
     adapters = [r.adapter for r in todo if r.adapter is not None]
-    peft_model = _load_peft(base, adapters, path)
-    internal = {info.name: f"a{i}" for i, info in enumerate(adapters)}
-    wrapped = peft_model if peft_model is not None else base
-    hflm = _timed_hflm_class()(
-        pretrained=wrapped, tokenizer=tokenizer, batch_size=settings.batch_size
-    )
+    merging.check_fit(base, adapters, path)
+    saved = merging.SavedWeights(base) if adapters else None
+    hflm = _timed_hflm_class()(pretrained=base, tokenizer=tokenizer, batch_size=settings.batch_size)
     load_s = time.perf_counter() - start
-    log.info("loaded %s + %d adapter(s) in %.1fs", path, len(adapters), load_s)
+    log.info("loaded %s + checked %d adapter(s) in %.1fs", path, len(adapters), load_s)
     metadata = _metadata(dataset, retention)
     # Built once: indexing lm-eval's task tree takes ~5 s, which every model would pay again.
     task_manager = TaskManager(include_path=str(paths.TASKS_DIR), metadata=metadata)
@@ -328,12 +310,10 @@ def _evaluate_models(
 
     for item in todo:
         log.info("evaluating %s on %s", item.name, ", ".join(settings.tasks))
-        if item.adapter is None and peft_model is not None:
-            context = peft_model.disable_adapter()
-        else:
-            if peft_model is not None:
-                peft_model.set_adapter(internal[item.name])
+        if item.adapter is None:
             context = contextlib.nullcontext()
+        else:
+            context = merging.merged_adapter(base, item.adapter, path, saved)
         hflm.generate_s, hflm.generated_tokens = 0.0, 0
         t0 = time.perf_counter()
         with context, _env(scorers.BERTSCORE_ENV, settings.bertscore_model):
