@@ -129,7 +129,7 @@ def main(argv: list[str]) -> int:
         one_env = {**env, "MARINEBENCH_BUILD": str(tmp / "build")}
         one_cmd = [
             sys.executable, "-m", "benchmark", "evaluate",
-            "--model", args.model, "--adapters", *map(str, adapters),
+            "--model", path, "--adapters", *map(str, adapters),
             "--dataset", dataset, "--tasks", args.task, "--limit", str(args.limit),
             "--batch-size", str(args.batch_size), "--max-gen-toks", str(args.max_gen_toks),
             "--no-cache", "--run", "bench",

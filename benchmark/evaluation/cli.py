@@ -43,7 +43,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", nargs="+", default=None, help="lm-eval tasks (default: marine)")
     p.add_argument("--limit", type=float, default=None, help="first N documents per task")
     p.add_argument("--max-gen-toks", type=int, default=None, help="answer length cap (tokens)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=80,
+        help="requests generated at once (default 80: the test split in one batch; on a 2-core "
+        "CPU, batch 80 generates SmolLM2's answers at 325 tok/s against 195 at batch 16)",
+    )
     p.add_argument(
         "--no-chat-template", action="store_true", help="prompt without the chat template"
     )

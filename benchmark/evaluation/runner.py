@@ -61,7 +61,7 @@ class EvalSettings:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     limit: int | float | None = None
     max_gen_toks: int | None = None
-    batch_size: int = 16
+    batch_size: int = 80
     apply_chat_template: bool = True
     bertscore_model: str = scorers.DEFAULT_BERTSCORE_MODEL
     dataset: str | None = None
@@ -292,7 +292,6 @@ def _evaluate_models(
     """Load the base once, wrap the adapters, run lm-eval for each model not in the cache."""
     global MODEL_LOADS
     import lm_eval
-    from lm_eval.tasks import TaskManager
 
     start = time.perf_counter()
     base, tokenizer = load_model(path, placement)
@@ -304,8 +303,7 @@ def _evaluate_models(
     load_s = time.perf_counter() - start
     log.info("loaded %s + checked %d adapter(s) in %.1fs", path, len(adapters), load_s)
     metadata = _metadata(dataset, retention)
-    # Built once: indexing lm-eval's task tree takes ~5 s, which every model would pay again.
-    task_manager = TaskManager(include_path=str(paths.TASKS_DIR), metadata=metadata)
+    task_manager = _task_manager(settings.tasks, metadata)
     gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
 
     for item in todo:
@@ -342,6 +340,17 @@ def _evaluate_models(
         parts = {**common, "adapter": item.adapter.hash if item.adapter else None}
         item.entry = cache.put(item.key, entry, parts) if cache.enabled else entry
     return load_s
+
+
+def _task_manager(tasks: tuple[str, ...], metadata: dict[str, str]):
+    """lm-eval's task index, built once for all models. Only tasks/ is indexed when every
+    requested task is ours: indexing lm-eval's thousands of built-in YAML files costs ~10 s."""
+    from lm_eval.tasks import TaskManager
+
+    ours = TaskManager(include_path=str(paths.TASKS_DIR), include_defaults=False, metadata=metadata)
+    if set(tasks) <= set(ours.all_tasks):
+        return ours
+    return TaskManager(include_path=str(paths.TASKS_DIR), metadata=metadata)
 
 
 def _task_hashes(samples: dict[str, list[dict]]) -> dict[str, str]:
