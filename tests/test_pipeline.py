@@ -110,3 +110,16 @@ def test_tree_hash_follows_content_and_ignores_caches(tmp_path):
     (tmp_path / "a.py").write_text("x = 2\n")
     assert tree_hash(tmp_path) != before
     assert tree_hash(tmp_path / "missing") == "missing"
+
+
+def test_trainings_run_in_waves_that_share_out_the_cores():
+    from benchmark.pipeline import Stage, _waves
+
+    stages = [Stage(f"train:{i}", [], {}, []) for i in range(3)]
+    waves = _waves(stages, slots=2, cpus=2)
+    assert [([s.name for s in wave], threads) for wave, threads in waves] == [
+        (["train:0", "train:1"], 1),
+        (["train:2"], 2),
+    ]
+    assert [threads for _, threads in _waves(stages, slots=3, cpus=2)] == [1]
+    assert [threads for _, threads in _waves(stages[:1], slots=2, cpus=4)] == [4]
