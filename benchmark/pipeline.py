@@ -298,6 +298,10 @@ def _run(args: argparse.Namespace) -> int:
     from benchmark.evaluation.runner import default_run_name
 
     results = paths.results_dir() / default_run_name(model)
+    # On CPU the models are shared out to one single-thread worker per core (see
+    # evaluation/workers.py); a GPU evaluates them all in one process.
+    cpus = os.cpu_count() or 1
+    eval_workers = 1 if profile["needs_cuda"] else max(1, min(cpus, len(adapters) + 1))
     run_stage(
         Stage(
             "evaluate",
@@ -308,10 +312,13 @@ def _run(args: argparse.Namespace) -> int:
                 "--adapters",
                 *map(str, adapters),
                 *(["--limit", str(args.limit)] if args.limit else []),
+                "--workers",
+                str(eval_workers),
             ),
             {
                 "model": model,
                 "limit": args.limit,
+                "workers": eval_workers,
                 "adapters": {a.name: tree_hash(a) for a in adapters},
                 "dataset": dataset_hash,
                 "tasks": tree_hash(paths.TASKS_DIR),

@@ -285,3 +285,22 @@ def test_merged_adapter_matches_peft_and_restores_the_base_exactly(env):
     assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())
     with torch.no_grad():
         assert torch.equal(model(ids).logits, base_logits)
+
+
+def test_workers_share_the_models_out_and_agree_with_one_process(env, monkeypatch):
+    from benchmark.evaluation.workers import shares
+
+    assert shares(["base", "a", "b", "c"], 2) == [["base", "b"], ["a", "c"]]
+    assert shares(["base"], 4) == [["base"]]
+    monkeypatch.setenv("MARINEBENCH_BUILD", str(env["root"] / "build-workers"))
+    result = runner.evaluate(str(env["model"]), env["adapters"], _settings(env, workers=2))
+    assert [m.name for m in result.models] == ["base", "lora-a", "lora-b"]
+    assert not any(m.cached for m in result.models)
+    ours, theirs = _scores(result.folder), _scores(env["result"].folder)
+    assert [(r["model"], r["task"], r["doc_id"]) for r in ours] == [
+        (r["model"], r["task"], r["doc_id"]) for r in theirs
+    ]
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["metrics"] == pytest.approx(b["metrics"], abs=1e-3, nan_ok=True)
+    again = runner.evaluate(str(env["model"]), env["adapters"], _settings(env, workers=2))
+    assert all(m.cached for m in again.models)

