@@ -135,7 +135,7 @@ def render_section(run: str) -> str:
             lines.append(
                 "Each stage when it last actually ran: "
                 + ", ".join(f"{s['name']} {s['computed_seconds']:.0f} s" for s in record["stages"])
-                + " (the trainings run side by side)."
+                + " (trainings run side by side on CPU, so their times overlap)."
             )
     return "\n".join(lines) + "\n"
 
