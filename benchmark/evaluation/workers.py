@@ -43,7 +43,7 @@ def compute_in_workers(plan, todo, settings, cache: EvalCache) -> None:
                 json.dumps(
                     {
                         "model": plan.spec,
-                        "adapters": [str(i.path) for i in plan.infos],
+                        "adapters": [str(info.path) for info in plan.infos],
                         "models": share,
                         "settings": dataclasses.asdict(settings),
                         "cache_root": str(root),
