@@ -54,6 +54,8 @@ def test_empty_file_gets_every_default_and_name_from_stem(tmp_path):
         ("warmup_ratio: 1.5\n", "warmup_ratio"),
         ("lora:\n  target_modules: []\n", "lora.target_modules"),
         ("lora:\n  dropout: 1.0\n", "lora.dropout"),
+        ("neftune_alpha: 0\n", "neftune_alpha"),
+        ("neftune_alpha: five\n", "neftune_alpha"),
     ],
 )
 def test_bad_key_or_value_names_key_and_file(tmp_path, text, key):

@@ -110,6 +110,22 @@ def test_same_seed_gives_bitwise_identical_adapter(workdir, reference_run):
     assert (different / "adapter_model.safetensors").read_bytes() != a
 
 
+def test_neftune_noise_changes_training_and_stays_reproducible(workdir, reference_run):
+    """NEFTune's embedding noise is drawn from the seeded RNG: a run with it differs from the
+    plain run, and two runs with it are bitwise identical."""
+    root, config_path = workdir
+    noisy = write_config(
+        root / "neftune.yaml", *_model_and_data(config_path), dtype="fp32", neftune_alpha=50.0
+    )
+    first = train(load_config(noisy), out_dir=root / "adapters" / "neft1", progress=False)
+    second = train(load_config(noisy), out_dir=root / "adapters" / "neft2", progress=False)
+    weights = (first / "adapter_model.safetensors").read_bytes()
+    assert weights != (reference_run / "adapter_model.safetensors").read_bytes()
+    assert (second / "adapter_model.safetensors").read_bytes() == weights
+    metrics = json.loads((first / "train_metrics.json").read_text())
+    assert metrics["config"]["neftune_alpha"] == 50.0
+
+
 def _model_and_data(config_path: Path):
     raw = yaml.safe_load(config_path.read_text())
     return Path(raw["model"]), Path(raw["dataset"])

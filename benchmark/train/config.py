@@ -50,6 +50,7 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    neftune_alpha: float | None = None  # NEFTune embedding noise (arXiv 2310.05914); None: off
     batch_size: int = 8
     grad_accumulation: int = 1
     max_length: int = 256
@@ -112,6 +113,7 @@ _TOP_TYPES: dict[str, tuple[type, ...]] = {
     "warmup_ratio": (float,),
     "weight_decay": (float,),
     "max_grad_norm": (float,),
+    "neftune_alpha": (float, type(None)),
     "batch_size": (int,),
     "grad_accumulation": (int,),
     "max_length": (int,),
@@ -191,6 +193,11 @@ def _check_values(c: TrainConfig, source: str) -> None:
         c.max_grad_norm >= 0,
         "max_grad_norm",
         f"must be >= 0 (0 = no clipping), got {c.max_grad_norm}",
+    )
+    need(
+        c.neftune_alpha is None or c.neftune_alpha > 0,
+        "neftune_alpha",
+        f"must be > 0, or null for no noise, got {c.neftune_alpha}",
     )
     need(c.batch_size > 0, "batch_size", f"must be > 0, got {c.batch_size}")
     need(c.grad_accumulation > 0, "grad_accumulation", f"must be > 0, got {c.grad_accumulation}")

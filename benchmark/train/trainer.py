@@ -201,6 +201,12 @@ def train(
 
     set_seed(config.seed)
     peft_model = build_model(config, str(device), placement.dtype)
+    if config.neftune_alpha:
+        from transformers.integrations.neftune import activate_neftune
+
+        # Uniform noise on the input embeddings in training mode only (the hook checks
+        # module.training), so validation loss and the saved adapter are unaffected.
+        activate_neftune(peft_model, config.neftune_alpha)
     from benchmark.models import architecture_config, load_tokenizer
 
     tokenizer = load_tokenizer(config.model)
