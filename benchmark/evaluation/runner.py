@@ -23,7 +23,7 @@ from benchmark import paths, scorers
 from benchmark.atomic import atomic_dir
 from benchmark.device import Placement, choose_placement
 from benchmark.errors import UserError
-from benchmark.evaluation import data, greedy, merging
+from benchmark.evaluation import data, merging
 from benchmark.evaluation.adapters import AdapterInfo, check_adapters
 from benchmark.evaluation.cache import (
     CacheEntry,
@@ -48,7 +48,6 @@ _CODE_FILES = (
     "evaluation/data.py",
     "evaluation/runner.py",
     "evaluation/merging.py",
-    "evaluation/greedy.py",
 )
 
 #: how many times this process loaded base-model weights (a cached rerun must not add any)
@@ -148,27 +147,6 @@ def _timed_hflm_class():
         generate_s = 0.0
         generated_tokens = 0
 
-        def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
-            """Greedy requests on CPU go through the loop that drops finished answers from the
-            batch (compute there scales with the rows decoded); anything else, and any GPU, through
-            transformers' generate: on an H100 the loop was no faster (per-step overhead rules)."""
-            greedy_request = not generation_kwargs.get("do_sample") and (
-                generation_kwargs.get("temperature") in (None, 0, 0.0)
-            )
-            others = set(generation_kwargs) - {"attention_mask", "do_sample", "temperature"}
-            mask = generation_kwargs.get("attention_mask")
-            if not greedy_request or others or mask is None or self.device.type != "cpu":
-                return super()._model_generate(context, max_length, stop, **generation_kwargs)
-            return greedy.greedy_generate(
-                self.model,
-                self.tokenizer,
-                context,
-                mask,
-                max_new_tokens=max_length - context.shape[1],
-                stop=stop,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-
         def generate_until(self, requests, disable_tqdm: bool = False):
             start = time.perf_counter()
             out = super().generate_until(requests, disable_tqdm=disable_tqdm)
@@ -220,7 +198,6 @@ def plan(model: str | None, adapters: list[Path], settings: EvalSettings, cache:
             "batch_size": settings.batch_size,
             "apply_chat_template": settings.apply_chat_template,
             "adapters": "merged into the base weights",
-            "decoding": "greedy; an answer leaves the batch when it ends",
             "workers": settings.workers,
             "device": placement.device,
             "dtype": placement.dtype_name,
