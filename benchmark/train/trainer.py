@@ -205,7 +205,7 @@ def train(
         from transformers.integrations.neftune import activate_neftune
 
         # Uniform noise on the input embeddings in training mode only (the hook checks
-        # module.training), so validation loss and the saved adapter are unaffected.
+        # module.training): validation loss sees clean embeddings, and the hook is not saved.
         activate_neftune(peft_model, config.neftune_alpha)
     from benchmark.models import architecture_config, load_tokenizer
 
