@@ -179,6 +179,22 @@ def test_persistent_error_is_a_clear_user_error_and_keeps_paid_replies(tmp_path,
     assert len(list((tmp_path / "cache" / "gemini").glob("*.json"))) == 2  # paid replies kept
 
 
+def test_unreachable_endpoint_is_a_clear_user_error(tmp_path, monkeypatch):
+    """Nothing listens on the port: the connection error names the endpoint, never the key."""
+    import socket
+
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    with socket.socket() as sock:  # a port that was free a moment ago and is closed now
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cfg = _cfg(make_src(tmp_path / "src", per_topic=3), tmp_path, url)
+    cfg.gemini.retry_attempts = 1
+    with pytest.raises(UserError, match="could not reach the Gemini API") as info:
+        build(cfg)
+    assert url in str(info.value) and KEY not in str(info.value)
+    assert not (tmp_path / "ds").exists()
+
+
 def test_no_key_is_a_clear_error_and_curated_still_builds(tmp_path, monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)

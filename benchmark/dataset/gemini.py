@@ -8,6 +8,7 @@ google-genai's own (HttpRetryOptions); we only configure them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -67,6 +68,18 @@ def cache_key(model: str, prompt: str, params: dict) -> str:
     return sha256_json({"model": model, "prompt": prompt, "params": params})
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Errors of a request that got no HTTP reply at all (refused, DNS, timeout, TLS), from the
+    HTTP library google-genai uses: httpx, or its successor httpx2 in newer releases."""
+    found = []
+    for name in ("httpx", "httpx2"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def _request(client, cfg: GeminiConfig, prompt: str) -> str:
     from google.genai import errors
 
@@ -74,6 +87,12 @@ def _request(client, cfg: GeminiConfig, prompt: str) -> str:
         response = client.models.generate_content(
             model=cfg.model, contents=prompt, config=_params(cfg)
         )
+    except _transport_errors() as exc:
+        where = cfg.base_url or "the default Gemini endpoint"
+        raise DatasetError(
+            f"could not reach the Gemini API at {where} ({type(exc).__name__}: {exc}); check the "
+            "network or gemini.base_url. Replies received so far are cached."
+        ) from exc
     except errors.APIError as exc:
         # exc carries the HTTP status and the server's message, never the key (sent as a header).
         raise DatasetError(
