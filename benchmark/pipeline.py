@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="trainings run at once (default on CPU: one per core, the cores shared out as threads; "
-        "1 on GPU)",
+        help="trainings run at once (default on CPU: one per core, the cores shared out as "
+        "threads; 1 on GPU)",
     )
     p.set_defaults(func=_run)
 

@@ -3,8 +3,8 @@
 The base is loaded once and measured as it is; each adapter is then merged into it with PEFT
 and the base weights are restored bit for bit afterwards (see merging.py). Each model's lm-eval
 results and samples, plus our per-sample scores, are cached by a hash of everything that
-determines them, so a rerun with nothing changed loads no model at all. The run folder is assembled from those entries and
-renamed into place whole.
+determines them, so a rerun with nothing changed loads no model at all. The run folder is
+assembled from those entries and renamed into place whole.
 """
 
 from __future__ import annotations
