@@ -38,13 +38,21 @@ def _reply(text: str) -> dict:
     }
 
 
-class FakeGemini:
-    """Scripted per topic: a list of (status, text) consumed in order; the last one repeats."""
+HANG = 0  # a script status: accept the request and never answer (until the server stops)
+MESSAGES = {429: ("Resource exhausted", "RESOURCE_EXHAUSTED"), 500: ("Internal error", "INTERNAL")}
 
-    def __init__(self, script: dict[str, list[tuple[int, str]]]):
+
+class FakeGemini:
+    """Scripted per topic: a list of (status, text) consumed in order; the last one repeats.
+
+    A HANG step holds the connection open without a byte of reply, for at most `hang_s` seconds
+    or until the server stops, so a client timeout is what ends the request."""
+
+    def __init__(self, script: dict[str, list[tuple[int, str]]], hang_s: float = 10.0):
         self.script = script
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,14 +74,13 @@ class FakeGemini:
                     )
                     steps = owner.script[topic]
                     status, text = steps.pop(0) if len(steps) > 1 else steps[0]
+                if status == HANG:
+                    owner.stopping.wait(hang_s)
+                    self.close_connection = True
+                    return
                 if status != 200:
-                    payload = {
-                        "error": {
-                            "code": status,
-                            "message": "Resource exhausted",
-                            "status": "RESOURCE_EXHAUSTED",
-                        }
-                    }
+                    message, code = MESSAGES.get(status, ("Service unavailable", "UNAVAILABLE"))
+                    payload = {"error": {"code": status, "message": message, "status": code}}
                 else:
                     payload = _reply(text)
                 data = json.dumps(payload).encode()
@@ -95,6 +102,7 @@ class FakeGemini:
         return self
 
     def __exit__(self, *exc):
+        self.stopping.set()  # release hung handlers, so server_close does not wait on them
         self.server.shutdown()
         self.server.server_close()
 
@@ -171,12 +179,65 @@ def test_persistent_error_is_a_clear_user_error_and_keeps_paid_replies(tmp_path,
     with FakeGemini(script) as server:
         cfg = _cfg(src, tmp_path, server.url)
         cfg.gemini.retry_attempts = 3
-        with pytest.raises(UserError, match="HTTP 503") as info:
+        with pytest.raises(UserError, match="HTTP 503 after 3 attempt") as info:
             build(cfg)
         assert server.count("open_ocean") == 3  # retried with backoff, then gave up
-    assert KEY not in str(info.value)
+    assert server.url in str(info.value) and KEY not in str(info.value)
     assert not (tmp_path / "ds").exists()  # nothing half-written
     assert len(list((tmp_path / "cache" / "gemini").glob("*.json"))) == 2  # paid replies kept
+
+
+@pytest.mark.parametrize(
+    "failure, expected",
+    [
+        pytest.param((HANG, ""), r"did not answer within 400 ms \(2 attempt", id="hang"),
+        pytest.param(
+            (500, ""), r"answered HTTP 500 after 2 attempt\(s\): Internal error", id="500"
+        ),
+    ],
+)
+def test_failed_topic_is_a_clear_error_and_a_rerun_resumes(
+    tmp_path, monkeypatch, caplog, failure, expected
+):
+    """A reply that never comes (past gemini.timeout_ms) or a 500 that outlasts the retries: the
+    error names the endpoint, the other topics' replies stay cached, and the rerun asks only for
+    the failed topic."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    src = make_src(tmp_path / "src", per_topic=3)
+    good = {t: [(200, json.dumps(_pairs(t)))] for t in ("reef_life", "open_ocean", "tide_pools")}
+    with FakeGemini({**good, "open_ocean": [failure]}) as server:
+        cfg = _cfg(src, tmp_path, server.url)
+        cfg.gemini.retry_attempts = 2
+        cfg.gemini.timeout_ms = 400
+        with pytest.raises(UserError, match=expected) as info:
+            build(cfg)
+        assert server.count("open_ocean") == 2  # the client's own retry, then it gave up
+        assert server.count("reef_life") == 1 and server.count("tide_pools") == 1
+    message = str(info.value)
+    assert f"{server.url}/v1beta/models/gemini-2.5-flash:generateContent" in message
+    assert "rerunning resumes" in message and KEY not in message + caplog.text
+    assert not (tmp_path / "ds").exists()
+    assert len(list((tmp_path / "cache" / "gemini").glob("*.json"))) == 2
+
+    with FakeGemini(good) as healthy:  # a new port: nothing cached depends on the endpoint
+        cfg.gemini.base_url = healthy.url
+        report = build(cfg)
+        assert [r["topic"] for r in healthy.requests] == ["open_ocean"]
+    assert report["counts"]["total"] == 12
+    assert set(report["counts"]["by_topic"]) == {"reef_life", "open_ocean", "tide_pools"}
+    assert len(list((tmp_path / "cache" / "gemini").glob("*.json"))) == 3
+
+
+@pytest.mark.parametrize("key, value", [("timeout_ms", 0), ("retry_attempts", 0)])
+def test_bad_timeout_or_attempts_is_a_clear_error_naming_the_key(tmp_path, monkeypatch, key, value):
+    """google-genai would read timeout 0 as "wait forever" and 0 attempts as 1: refuse, say which."""
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    cfg = _cfg(make_src(tmp_path / "src", per_topic=3), tmp_path, "http://127.0.0.1:9")
+    setattr(cfg.gemini, key, value)
+    with pytest.raises(UserError, match=f"gemini.{key} must be"):
+        build(cfg)
+    assert not (tmp_path / "ds").exists()
 
 
 def test_unreachable_endpoint_is_a_clear_user_error(tmp_path, monkeypatch):

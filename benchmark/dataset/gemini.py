@@ -2,8 +2,9 @@
 
 Replies are cached by sha256 of (model, prompt, parameters) the moment they arrive, so a rerun
 costs nothing and a crash loses nothing already paid for. Replies that do not parse are reported
-and NOT cached, so the next run asks again. Retries with exponential backoff on 408/429/5xx are
-google-genai's own (HttpRetryOptions); we only configure them.
+and NOT cached, so the next run asks again. Retries with exponential backoff on 408/429/5xx and
+on timeouts are google-genai's own (HttpRetryOptions); we only configure them. Every error names
+the endpoint, never the key (which travels in a header).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from benchmark.hashing import sha256_json
 log = logging.getLogger(__name__)
 KEY_VARS = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 RETRY_STATUS = [408, 429, 500, 502, 503, 504]
+API_VERSION = "v1beta"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
 def api_key() -> str:
@@ -36,6 +39,28 @@ def api_key() -> str:
         "the gemini source needs an API key: set GEMINI_API_KEY (or GOOGLE_API_KEY); "
         "the curated source (--source curated) works without one"
     )
+
+
+def check_config(cfg: GeminiConfig) -> None:
+    """google-genai reads a timeout of 0 as "no timeout" (a hung reply would block forever) and
+    0 attempts as 1; refuse both rather than guess."""
+    if (
+        isinstance(cfg.timeout_ms, bool)
+        or not isinstance(cfg.timeout_ms, int)
+        or cfg.timeout_ms <= 0
+    ):
+        raise DatasetError(
+            f"gemini.timeout_ms must be a positive number of milliseconds, got {cfg.timeout_ms!r}"
+        )
+    attempts = cfg.retry_attempts
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        raise DatasetError(f"gemini.retry_attempts must be an integer >= 1, got {attempts!r}")
+
+
+def endpoint(cfg: GeminiConfig) -> str:
+    """The URL each request goes to, for error messages (the key travels in a header, not here)."""
+    base = cfg.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
+    return f"{base.rstrip('/')}/{API_VERSION}/models/{cfg.model}:generateContent"
 
 
 def _client(cfg: GeminiConfig, key: str):
@@ -51,7 +76,7 @@ def _client(cfg: GeminiConfig, key: str):
         http_status_codes=RETRY_STATUS,
     )
     http = types.HttpOptions(
-        base_url=cfg.base_url, api_version="v1beta", retry_options=retry, timeout=cfg.timeout_ms
+        base_url=cfg.base_url, api_version=API_VERSION, retry_options=retry, timeout=cfg.timeout_ms
     )
     return genai.Client(api_key=key, http_options=http)
 
@@ -68,16 +93,19 @@ def cache_key(model: str, prompt: str, params: dict) -> str:
     return sha256_json({"model": model, "prompt": prompt, "params": params})
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def _transport_errors(kind: str = "TransportError") -> tuple[type[BaseException], ...]:
     """Errors of a request that got no HTTP reply at all (refused, DNS, timeout, TLS), from the
     HTTP library google-genai uses: httpx, or its successor httpx2 in newer releases."""
     found = []
     for name in ("httpx", "httpx2"):
         try:
-            found.append(importlib.import_module(name).TransportError)
+            found.append(getattr(importlib.import_module(name), kind))
         except (ImportError, AttributeError):
             continue
     return tuple(found)
+
+
+RESUME = "Replies received so far are cached; rerunning resumes from there."
 
 
 def _request(client, cfg: GeminiConfig, prompt: str) -> str:
@@ -87,17 +115,24 @@ def _request(client, cfg: GeminiConfig, prompt: str) -> str:
         response = client.models.generate_content(
             model=cfg.model, contents=prompt, config=_params(cfg)
         )
-    except _transport_errors() as exc:
-        where = cfg.base_url or "the default Gemini endpoint"
+    except _transport_errors("TimeoutException") as exc:
+        # google-genai retries timeouts too, so this is the last of retry_attempts tries.
         raise DatasetError(
-            f"could not reach the Gemini API at {where} ({type(exc).__name__}: {exc}); check the "
-            "network or gemini.base_url. Replies received so far are cached."
+            f"the Gemini API at {endpoint(cfg)} did not answer within {cfg.timeout_ms} ms "
+            f"({cfg.retry_attempts} attempt(s), {type(exc).__name__}); gemini.timeout_ms sets "
+            f"the limit. {RESUME}"
+        ) from exc
+    except _transport_errors() as exc:
+        raise DatasetError(
+            f"could not reach the Gemini API at {endpoint(cfg)} ({type(exc).__name__}: {exc}); "
+            f"check the network or gemini.base_url. {RESUME}"
         ) from exc
     except errors.APIError as exc:
         # exc carries the HTTP status and the server's message, never the key (sent as a header).
+        tries = f" after {cfg.retry_attempts} attempt(s)" if exc.code in RETRY_STATUS else ""
         raise DatasetError(
-            f"Gemini request for model {cfg.model!r} failed with HTTP {exc.code}: {exc.message}. "
-            "Replies received so far are cached; rerunning resumes from there."
+            f"the Gemini API at {endpoint(cfg)} answered HTTP {exc.code}{tries}: {exc.message}. "
+            f"{RESUME}"
         ) from exc
     return response.text or ""
 
@@ -106,6 +141,7 @@ def generate(
     src: Path, taxonomy: dict[str, str], topics: list[str], cfg: GeminiConfig, cache_dir: Path
 ) -> Generated:
     """Pairs for each topic, in topic order (deterministic whatever order the replies arrive)."""
+    check_config(cfg)
     params = _params(cfg)
     jobs = []
     for topic in topics:

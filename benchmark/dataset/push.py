@@ -9,8 +9,10 @@ the server and can create an empty commit; comparing first also gives --dry-run 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,8 +137,55 @@ def push(
             repo_type=REPO_TYPE,
             commit_message=f"Update dataset ({len(plan.upload)} changed, {len(plan.delete)} removed)",
         )
-    except HfHubHTTPError as exc:
-        # The token travels in a header; the server's message and status are safe to show.
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise PushError(f"the Hub refused the push to {repo_id} (HTTP {status}): {exc}") from exc
+    except (HfHubHTTPError, RuntimeError, *_transport_errors()) as exc:
+        error = _push_error(repo_id, exc)
+        if error is None:
+            raise  # no HTTP failure behind it: a bug, keep its traceback
+        raise error from exc
     return plan, info.oid
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """A request that got no HTTP reply (refused, reset, timeout): from huggingface_hub's HTTP
+    library (httpx2, httpx in older releases) or hf_xet's uploads (a builtin ConnectionError)."""
+    found: list[type[BaseException]] = [ConnectionError]
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _push_error(repo_id: str, exc: BaseException) -> PushError | None:
+    """A clear error from the Hub's refusal or the lost connection behind exc, None if neither.
+
+    huggingface_hub re-raises a failed LFS upload as RuntimeError("Error while uploading
+    '<path>' to the Hub.") from its cause, so the chain is searched and that message kept."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    causes = (HfHubHTTPError, *_transport_errors())
+    outer = "" if isinstance(exc, causes) else f"{exc} "
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, causes):
+        cause = cause.__cause__
+    if cause is None:
+        return None
+    if isinstance(cause, HfHubHTTPError):
+        status = cause.response.status_code if cause.response is not None else "?"
+        message = f"the Hub refused the push to {repo_id} (HTTP {status}): {outer}{cause}"
+    else:
+        message = (
+            f"lost the connection to the Hub at {endpoint() or constants.ENDPOINT} while pushing "
+            f"to {repo_id} ({outer}{type(cause).__name__}: {cause}); rerun the push: it compares "
+            "with the repo first and sends only what is missing"
+        )
+    # The token travels in a header, never in a message; an upload URL's query is a signature
+    # (a short-lived credential for the storage host), so queries are cut.
+    return PushError(_strip_queries(message))
+
+
+def _strip_queries(text: str) -> str:
+    """URLs without their query string."""
+    return re.sub(r"(https?://[^\s?'\"]+)\?[^\s'\"]*", r"\1?…", text)
