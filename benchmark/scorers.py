@@ -27,21 +27,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: metrics of a generated answer, in report order
-GENERATION_METRICS = (
-    "rouge1",
-    "rouge2",
-    "rougeL",
-    "bertscore_f1",
-    "token_f1",
-    "exact_match",
-    "tfidf_cosine",
-    "embedding_cosine",
-)
-#: metrics that need the whole evaluation corpus (or a batched model) rather than one pair
+#: metrics that need the whole evaluation corpus (or a batched model) rather than one pair;
+#: `pair_scores` computes the others (names, order and direction: benchmark.contracts.results)
 CORPUS_METRICS = ("bertscore_f1", "tfidf_cosine", "embedding_cosine")
-#: cheap metrics computed pair by pair
-PAIR_METRICS = ("rouge1", "rouge2", "rougeL", "token_f1", "exact_match")
 
 DEFAULT_BERTSCORE_MODEL = "minilm"
 BERTSCORE_ENV = "MARINEBENCH_BERTSCORE_MODEL"
@@ -176,8 +164,8 @@ _EMBED_CACHE: dict[str, np.ndarray] = {}
 
 
 def _embed(texts: list[str], batch_size: int) -> np.ndarray:
-    """Normalised MiniLM embeddings, memoised per text (the same answers are scored twice:
-    once in lm-eval's aggregation, once by our runner)."""
+    """Normalised MiniLM embeddings, memoised per text (every model of a run is scored against
+    the same references, and models often give the same answer)."""
     missing = list(dict.fromkeys(t for t in texts if t not in _EMBED_CACHE))
     if missing:
         vectors = _sentence_model().encode(
@@ -245,8 +233,8 @@ def bertscore_f1(
 ) -> list[float]:
     """BERTScore F1 per pair (no baseline rescaling), computed in batches of `batch_size`.
 
-    Results are memoised per (model, prediction, reference) so scoring the same answers twice
-    (lm-eval aggregation, then our runner) costs one pass.
+    Results are memoised per (model, prediction, reference): models of one run often give the
+    same answer to a question, which is then scored once.
     """
     _check_parallel(predictions, references)
     out = [0.0] * len(predictions)
@@ -267,29 +255,6 @@ def bertscore_f1(
         if not is_empty(p):
             out[i] = float(np.clip(_BERTSCORE_CACHE[(model, p, references[i])], 0.0, 1.0))
     return out
-
-
-# --- everything at once ---------------------------------------------------------------------
-
-
-def score_generations(
-    predictions: Sequence[str],
-    references: Sequence[str],
-    bertscore_model: str = DEFAULT_BERTSCORE_MODEL,
-    batch_size: int = 64,
-) -> list[dict[str, float]]:
-    """Every generation metric for each pair; corpus metrics see the whole list at once."""
-    _check_parallel(predictions, references)
-    rows = [pair_scores(p, r) for p, r in zip(predictions, references, strict=True)]
-    columns = {
-        "bertscore_f1": bertscore_f1(predictions, references, bertscore_model, batch_size),
-        "tfidf_cosine": tfidf_cosine(predictions, references),
-        "embedding_cosine": embedding_cosine(predictions, references, batch_size),
-    }
-    for name, values in columns.items():
-        for row, value in zip(rows, values, strict=True):
-            row[name] = value
-    return [{m: row[m] for m in GENERATION_METRICS} for row in rows]
 
 
 def _check_parallel(predictions: Sequence[str], references: Sequence[str]) -> None:

@@ -10,13 +10,13 @@ import pytest
 from eval_helpers import build_tiny_adapter, build_tiny_dataset, build_tiny_retention
 from tiny_model import build_tiny_llama
 
-from benchmark import scorers
 from benchmark.cli import main as cli_main
+from benchmark.contracts.results import metrics_of
 from benchmark.errors import UserError
 from benchmark.evaluation import runner
 from benchmark.evaluation.stats import BootstrapSettings
 
-GEN_METRICS = set(scorers.GENERATION_METRICS)
+GEN_METRICS = {m.name for m in metrics_of("marine_qa")}
 
 
 def _settings(env, **overrides):
@@ -75,6 +75,12 @@ def test_results_folder_follows_the_contract(env):
     assert all(len(m["adapter_hash"]) == 64 for m in manifest["models"][1:])
     assert manifest["tasks"] == ["marine_mc", "marine_qa", "marine_qa_ppl", "retention_qa"]
     assert manifest["dataset_hash"] and manifest["generation"]["max_gen_toks"] == 8
+    assert manifest["dtype_choice"] == {
+        "device": "cpu",
+        "dtype": "float32",
+        "source": "requested",
+        "probe": None,
+    }
     for model in ("base", "lora-a", "lora-b"):
         results = json.loads((folder / "lm_eval" / model / "results.json").read_text())
         assert {"results", "configs", "versions", "n-samples", "config"} <= set(results)

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from benchmark import scorers
+from benchmark.contracts.results import GENERATION_TASKS, metrics_of
 
 
 def test_squad_normalisation():
@@ -76,20 +77,36 @@ def test_bertscore_model_choice():
         scorers.bertscore_model_spec("gpt-9")
 
 
+#: the scorers of the metrics that need the whole corpus, as tasks/utils.py aggregates them
+CORPUS_SCORERS = {
+    "bertscore_f1": scorers.bertscore_f1,
+    "tfidf_cosine": scorers.tfidf_cosine,
+    "embedding_cosine": scorers.embedding_cosine,
+}
+
+
+def test_the_scorers_compute_exactly_the_registered_generation_metrics():
+    assert set(CORPUS_SCORERS) == set(scorers.CORPUS_METRICS)
+    computed = set(scorers.pair_scores("a", "a")) | set(scorers.CORPUS_METRICS)
+    for task in GENERATION_TASKS:
+        assert computed == {m.name for m in metrics_of(task)}
+
+
 @pytest.mark.parametrize("empty", ["", "   ", "\n\t "])
 def test_empty_prediction_scores_zero_everywhere(empty):
-    rows = scorers.score_generations(
-        [empty, "Sea stars move with tube feet."],
-        ["Sea stars move with tube feet.", "Sea stars move with tube feet."],
-    )
-    assert set(rows[0]) == set(scorers.GENERATION_METRICS)
-    assert all(value == 0.0 for value in rows[0].values())
-    assert rows[1]["exact_match"] == 1.0 and rows[1]["rouge1"] == 1.0
+    reference = "Sea stars move with tube feet."
+    predictions, references = [empty, reference], [reference, reference]
+    pair = scorers.pair_scores(empty, reference)
+    corpus = {name: fn(predictions, references) for name, fn in CORPUS_SCORERS.items()}
+    assert all(value == 0.0 for value in pair.values())
+    assert all(values[0] == 0.0 for values in corpus.values())
+    same = scorers.pair_scores(reference, reference)
+    assert same["exact_match"] == 1.0 and same["rouge1"] == 1.0
 
 
 def test_all_empty_corpus_does_not_crash():
-    rows = scorers.score_generations(["", " "], ["a", "b"])
-    assert rows == [dict.fromkeys(scorers.GENERATION_METRICS, 0.0)] * 2
+    for fn in CORPUS_SCORERS.values():
+        assert fn(["", " "], ["a", "b"]) == [0.0, 0.0]
 
 
 def test_mismatched_lengths_are_an_error():

@@ -10,6 +10,8 @@ import pytest
 from site_fixtures import HELLASWAG_ACC, HELLASWAG_ACC_STDERR, write_hellaswag_results
 
 from benchmark.cli import main as cli_main
+from benchmark.contracts import results as contract
+from benchmark.contracts.adapter import TRAIN_METRICS_FILE
 from benchmark.errors import UserError
 from benchmark.leaderboard import ingest
 from benchmark.leaderboard.render import build_site, js_json
@@ -27,7 +29,7 @@ def tree(tmp_path_factory) -> dict[str, Path]:
     write_hellaswag_results(paths["results"] / "other-runs" / "pythia" / "results_2025-01-01.json")
     # the evaluator's cache under results/.cache holds lm-eval JSON too: never rows
     write_hellaswag_results(paths["results"] / ".cache" / "abc123" / "results.json", "cached/model")
-    tm = paths["adapters"] / "smollm2-lora-r8" / "train_metrics.json"
+    tm = contract.training_dir(paths["run"], "smollm2-lora-r8") / TRAIN_METRICS_FILE
     metrics = json.loads(tm.read_text())
     metrics["config"]["comment"] = f"key was {PLAIN_ENV_SECRET}"
     metrics["config"]["GOOGLE_API_KEY"] = "AIzaSyFakeGoogleKeyForTests-0123456789abc"
@@ -80,7 +82,8 @@ def test_index_table_is_accessible_and_has_all_columns(site):
     assert body.count('<th scope="row"') == 5  # base + 3 adapters + the foreign lm-eval model
     # one sortable header per metric + model + 4 efficiency columns, each a real <button>
     n_cols = table[: table.index("<tbody>")].count('<th scope="col"')
-    assert n_cols == 1 + 21 + 4 + 4  # marinebench 21 metrics + hellaswag/arc_easy acc, acc_norm
+    ours = sum(len(contract.metrics_of(t)) for t in contract.task_names())
+    assert n_cols == 1 + ours + 4 + 4  # model, our metrics, hellaswag/arc_easy acc + acc_norm, eff
     assert table.count('<button type="button" class="sort"') == n_cols
     assert 'aria-sort="descending"' in table  # the initial order is announced
     # significance is marked with a symbol and text, not only colour
@@ -88,7 +91,7 @@ def test_index_table_is_accessible_and_has_all_columns(site):
         r'class="d up">\+[0-9.]+ <span class="mk">▲</span> <span class="note">better, p', table
     )
     assert "n.s." in table
-    # efficiency columns come from train_metrics.json
+    # efficiency columns come from the training records (train_metrics.json) in the results
     assert "%</td>" in table and " MB</td>" in table
     # the gain chart is inline SVG with an accessible title
     assert html.count('<svg class="chart gain"') >= 8 and "<title>marine_qa · rougeL" in html

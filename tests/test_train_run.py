@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tiny_model import build_tiny_llama
-from train_fixtures import make_dataset, write_config
+from train_fixtures import TINY_LORA, make_dataset, write_config
 
 from benchmark.errors import UserError
 from benchmark.train.config import load_config
@@ -24,7 +24,7 @@ CONTRACT_KEYS = {
     "dataset_hash", "seed", "quantization", "lora", "trainable_params", "total_params",
     "trainable_pct", "tokens_seen", "wall_time_s", "tokens_per_s", "flops_per_s",
     "matmul_peak_flops", "mfu", "peak_memory_mb", "loss_per_step", "val_loss_per_epoch",
-    "library_versions", "hardware", "device", "dtype", "epochs",
+    "library_versions", "hardware", "device", "dtype", "dtype_choice", "epochs",
 }  # fmt: skip
 
 
@@ -56,12 +56,7 @@ def test_adapter_folder_matches_contract(reference_run, tiny_model_dir):
     metrics = json.loads((reference_run / "train_metrics.json").read_text())
     assert set(metrics) >= CONTRACT_KEYS
     assert metrics["config_name"] == "tiny-lora" and metrics["seed"] == 7
-    assert metrics["lora"] == {
-        "r": 4,
-        "alpha": 8,
-        "dropout": 0.1,
-        "target_modules": ["q_proj", "v_proj", "down_proj"],
-    }
+    assert metrics["lora"] == TINY_LORA
     assert 0 < metrics["trainable_params"] < metrics["total_params"]
     assert metrics["trainable_pct"] == pytest.approx(
         100 * metrics["trainable_params"] / metrics["total_params"], abs=1e-3
@@ -73,6 +68,12 @@ def test_adapter_folder_matches_contract(reference_run, tiny_model_dir):
     assert [v["epoch"] for v in metrics["val_loss_per_epoch"]] == [1, 2]
     assert 0 < metrics["mfu"] < 1 and metrics["matmul_peak_flops"] > 1e9
     assert metrics["dtype"] == "float32" and metrics["device"] == "cpu"
+    assert metrics["dtype_choice"] == {
+        "device": "cpu",
+        "dtype": "float32",
+        "source": "requested",
+        "probe": None,
+    }
     assert len(metrics["dataset_hash"]) == 64 and len(metrics["config_hash"]) == 64
     # loadable by PEFT on the base model
     adapter_cfg = json.loads((reference_run / "adapter_config.json").read_text())
@@ -184,7 +185,12 @@ def test_qlora_nf4_trains_on_cpu(tmp_path):
     )
     out = train(config, out_dir=tmp_path / "out", progress=False)
     metrics = json.loads((out / "train_metrics.json").read_text())
-    assert metrics["quantization"] == "nf4" and metrics["dtype"] == "bfloat16"
+    # dtype auto: the CPU probe's choice (bf16 or fp32, whichever it measured faster)
+    choice = metrics["dtype_choice"]
+    assert metrics["quantization"] == "nf4" and choice["dtype"] == metrics["dtype"]
+    if choice["probe"] is not None:
+        expected = {"bf16": "bfloat16", "fp32": "float32"}[choice["probe"]["choice"]]
+        assert metrics["dtype"] == expected and choice["probe"]["gflops"]
     assert len(metrics["loss_per_step"]) == 2
     assert metrics["total_params_4bit_reported"] < metrics["total_params"]
     card = yaml.safe_load((out / "README.md").read_text().split("---")[1])

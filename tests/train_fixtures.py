@@ -46,6 +46,15 @@ def make_dataset(root: Path, n_train: int = 12, n_val: int = 4) -> Path:
     return root
 
 
+# The LoRA settings of write_config's configs, as train_metrics.json records them.
+TINY_LORA = {
+    "r": 4,
+    "alpha": 8,
+    "dropout": 0.1,
+    "target_modules": ["q_proj", "v_proj", "down_proj"],
+}
+
+
 def write_config(path: Path, model_dir: Path, dataset_dir: Path, **extra) -> Path:
     """A small training config for the tiny model; `extra` overrides top-level keys."""
     import yaml
@@ -53,12 +62,7 @@ def write_config(path: Path, model_dir: Path, dataset_dir: Path, **extra) -> Pat
     config = {
         "model": str(model_dir),
         "dataset": str(dataset_dir),
-        "lora": {
-            "r": 4,
-            "alpha": 8,
-            "dropout": 0.1,
-            "target_modules": ["q_proj", "v_proj", "down_proj"],
-        },
+        "lora": TINY_LORA,
         "epochs": 2,
         "learning_rate": 5e-3,
         "batch_size": 4,

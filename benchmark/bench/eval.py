@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmark import paths
 from benchmark.atomic import atomic_write_json
-from benchmark.device import choose_placement
+from benchmark.device import choose_placement, describe_choice
 from benchmark.errors import UserError
 
 TARGET_RATIO = 1.5
@@ -134,6 +134,7 @@ def main(argv: list[str]) -> int:
             "--batch-size", str(args.batch_size), "--max-gen-toks", str(args.max_gen_toks),
             "--no-cache", "--run", "bench",
         ]  # fmt: skip
+        print(f"dtype: {describe_choice(placement.record())}", flush=True)
         print(f"one process: base + {len(adapters)} adapters ({adapter_kind}) ...", flush=True)
         one_s = _timed(one_cmd, one_env)
         manifest = json.loads((tmp / "build" / "results" / "bench" / "manifest.json").read_text())
@@ -174,6 +175,7 @@ def main(argv: list[str]) -> int:
         "model": args.model,
         "device": placement.device,
         "dtype": placement.dtype_name,
+        "dtype_choice": placement.record(),
         "cpu_count": os.cpu_count(),
         "targets": {"ratio": TARGET_RATIO, "gen_tok_s": TARGET_TOK_S},
     }

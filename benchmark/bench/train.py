@@ -1,10 +1,11 @@
 """`marinebench bench train`: training throughput of our loop vs a naive transformers.Trainer
 baseline, on the same examples, in one run; writes build/bench/train_throughput.json.
 
-Optimised: the default config (bf16 where the CPU has it, length-grouped dynamic padding,
-LM head only on labelled positions, tokenised once). Naive: transformers.Trainer, fp32,
-every example padded to max_length, logits over every position. Both count only real
-(non-padding) tokens, and both skip their first step (allocation warm-up).
+Optimised: the default config (dtype auto: the faster of fp32 and bf16 by benchmark/device.py's
+probe, length-grouped dynamic padding, LM head only on labelled positions, tokenised once).
+Naive: transformers.Trainer, fp32, every example padded to max_length, logits over every
+position. Both count only real (non-padding) tokens, and both skip their first step
+(allocation warm-up).
 """
 
 from __future__ import annotations
@@ -129,7 +130,13 @@ def _naive(config, train_records, n_steps: int) -> dict:
 def main(argv: list[str]) -> int:
     import torch
 
-    from benchmark.train.config import load_config, resolve_config_arg, with_overrides
+    from benchmark.device import describe_choice
+    from benchmark.train.config import (
+        load_config,
+        resolve_config_arg,
+        with_env_overrides,
+        with_overrides,
+    )
     from benchmark.train.trainer import preflight, train
 
     args = _parse(argv)
@@ -142,7 +149,7 @@ def main(argv: list[str]) -> int:
         if not (dataset / "data").is_dir():
             dataset, source = _dataset_from_curated(tmp / "dataset"), "datasets_src/curated (temp)"
         config = with_overrides(
-            load_config(resolve_config_arg(args.config)),
+            with_env_overrides(load_config(resolve_config_arg(args.config))),
             dataset=str(dataset),
             max_steps=args.steps,
             eval_each_epoch=False,
@@ -166,6 +173,7 @@ def main(argv: list[str]) -> int:
         "ratio": round(optimized / baseline, 3),
         "matmul_peak_gflops": round(peak / 1e9, 2),
         "matmul_peak_dtype": fast["dtype"],
+        "dtype_choice": fast["dtype_choice"],
         "achieved_gflops": round(f_flops / f_seconds / 1e9, 2),
         "mfu": round(f_flops / f_seconds / peak, 4),
         "optimized_steps": len(fast["loss_per_step"]),
@@ -188,5 +196,6 @@ def main(argv: list[str]) -> int:
         "mfu",
     ):
         print(f"{key:20s} {result[key]}")
+    print(f"{'dtype':20s} {describe_choice(fast['dtype_choice'])}")
     print(f"written {paths.bench_dir() / 'train_throughput.json'}")
     return 0

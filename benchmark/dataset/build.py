@@ -15,8 +15,8 @@ from benchmark.dataset.clean import clean
 from benchmark.dataset.config import SOURCES, BuildConfig
 from benchmark.dataset.dedup import dedupe
 from benchmark.dataset.records import DatasetError, load_curated, load_taxonomy, records_digest
-from benchmark.dataset.report import StepReport
 from benchmark.dataset.split import SPLITS, decontaminate, split
+from benchmark.dataset.step_report import StepReport
 from benchmark.dataset.writer import split_table, write_folder
 from benchmark.hashing import sha256_file, sha256_json
 

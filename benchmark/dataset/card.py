@@ -6,9 +6,8 @@ import statistics
 
 import yaml
 
-from benchmark.dataset.records import FIELDS, QARecord
-from benchmark.dataset.split import SPLITS
-from benchmark.dataset.writer import parquet_name
+from benchmark.contracts.dataset import COLUMNS, QA_COLUMNS, SPLITS, split_glob
+from benchmark.dataset.records import QARecord
 
 LICENSE = "cc-by-4.0"
 PRETTY_NAME = "MarineBench marine-biology Q&A"
@@ -33,14 +32,11 @@ def metadata(splits: dict[str, list[QARecord]], sizes: dict[str, int]) -> dict:
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [
-                    {"split": s, "path": parquet_name(s).replace("-00000-of-00001.parquet", "-*")}
-                    for s in SPLITS
-                ],
+                "data_files": [{"split": s, "path": split_glob(s)} for s in SPLITS],
             }
         ],
         "dataset_info": {
-            "features": [{"name": name, "dtype": "string"} for name in FIELDS],
+            "features": [{"name": name, "dtype": "string"} for name in COLUMNS],
             "splits": [
                 {"name": s, "num_bytes": sizes[s], "num_examples": len(splits[s])} for s in SPLITS
             ],
@@ -53,7 +49,7 @@ def length_stats(splits: dict[str, list[QARecord]]) -> dict:
     """Words per question and answer, per split: min / median / mean / max."""
     out = {}
     for s in SPLITS:
-        for field in ("question", "answer"):
+        for field in QA_COLUMNS:
             words = [len(getattr(r, field).split()) for r in splits[s]] or [0]
             out[f"{s}.{field}"] = {
                 "min": min(words),
@@ -101,7 +97,7 @@ Short question/answer pairs about marine biology (answers are one to three sente
 {len(topics)} topics, for fine-tuning and evaluating small chat models. Built by MarineBench's
 `marinebench dataset build` from: {sources}.
 
-Every record has the fields {", ".join(f"`{f}`" for f in FIELDS)}. `difficulty` is easy, medium
+Every record has the fields {", ".join(f"`{f}`" for f in COLUMNS)}. `difficulty` is easy, medium
 or hard; `source` says where the pair came from.
 
 ## Splits and topics

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from benchmark.dataset.config import CleanConfig
 from benchmark.dataset.records import QARecord
-from benchmark.dataset.report import StepReport
+from benchmark.dataset.step_report import StepReport
 
 # Chat-template control tokens of the common families (ChatML, Llama 2/3, Gemma, Mistral, GPT-2).
 CONTROL_TOKEN = re.compile(
@@ -75,15 +75,8 @@ def rejection(rec: QARecord, cfg: CleanConfig) -> tuple[str, str] | None:
 
 def clean(records: list[QARecord], cfg: CleanConfig) -> tuple[list[QARecord], StepReport]:
     report = StepReport("clean", input=len(records))
-    kept = []
-    for rec in records:
-        rec = replace(
-            rec,
-            **{k: normalise_text(getattr(rec, k)) for k in ("question", "answer", "source", "id")},
-        )
-        if why := rejection(rec, cfg):
-            report.drop(rec.id, *why)
-        else:
-            kept.append(rec)
-    report.kept = len(kept)
-    return kept, report
+    fields = ("question", "answer", "source", "id")
+    normalised = [
+        replace(rec, **{k: normalise_text(getattr(rec, k)) for k in fields}) for rec in records
+    ]
+    return report.keep(normalised, [rejection(rec, cfg) for rec in normalised]), report

@@ -67,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--max-new-tokens", type=int, default=None, help="local source: tokens per reply (1536)"
     )
-    b.set_defaults(func=_build)
+    b.set_defaults(func=_build, stage_key=stage_key)
 
     u = dsub.add_parser("push", help="publish build/dataset to the Hugging Face Hub (idempotent)")
     u.add_argument("--repo-id", required=True, help="USER/NAME of the dataset repo")
@@ -107,11 +107,21 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
+def stage_key(args: argparse.Namespace):
+    """The dataset folder and everything that decides it: the build settings (no secrets: the
+    Gemini endpoint and key are not in `hashed()`), the sources, and the builder's code."""
+    from benchmark.fingerprint import folder_digest, stage_key
+
+    cfg = config_from_args(args)
+    inputs = {"config": cfg.hashed(), "sources": folder_digest(cfg.src)}
+    return stage_key(cfg.out_dir(), ["benchmark.dataset.cli"], inputs)
+
+
 def _build(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from benchmark.dataset.build import build
-    from benchmark.dataset.report import print_steps
+    from benchmark.dataset.step_report import print_steps
 
     cfg = config_from_args(args)
     report = build(cfg)

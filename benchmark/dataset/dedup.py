@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from benchmark.dataset.config import DedupConfig
 from benchmark.dataset.records import QARecord
-from benchmark.dataset.report import StepReport
+from benchmark.dataset.step_report import StepReport
 
 _PUNCT = re.compile(r"[^\w\s]")
 
@@ -148,11 +148,4 @@ def dedupe(records: list[QARecord], cfg: DedupConfig) -> tuple[list[QARecord], S
     qa = [f"{r.question} {r.answer}" for r in records]
     pairs = near_duplicate_pairs(qa, cfg.qa_threshold, progress="dedupe question+answer", **common)
     _drop_later(records, pairs, dropped, "near_duplicate_qa")
-    kept = []
-    for idx, rec in enumerate(records):
-        if idx in dropped:
-            report.drop(rec.id, *dropped[idx])
-        else:
-            kept.append(rec)
-    report.kept = len(kept)
-    return kept, report
+    return report.keep(records, [dropped.get(idx) for idx in range(len(records))]), report

@@ -38,6 +38,9 @@ class Generated:
     records: list[QARecord] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
 
+    def drop(self, item_id: str, reason: str, detail: str) -> None:
+        self.dropped.append({"id": item_id, "reason": reason, "detail": detail})
+
 
 def render_prompt(src: Path, topic: str, description: str, n: int) -> str:
     template = (src / PROMPT_FILE).read_text(encoding="utf-8")
@@ -61,44 +64,26 @@ def parse_reply(text: str, *, topic: str, source: str, origin: str, out: Generat
         items = json.loads(_json_payload(text))
     except json.JSONDecodeError as exc:
         snippet = text.strip()[:80].replace("\n", " ")
-        out.dropped.append(
-            {
-                "id": origin,
-                "reason": "malformed_reply",
-                "detail": f"not JSON ({exc.msg}): {snippet!r}",
-            }
-        )
+        out.drop(origin, "malformed_reply", f"not JSON ({exc.msg}): {snippet!r}")
         return
     if isinstance(items, dict):  # some models wrap the array: {"pairs": [...]}
         items = next((v for v in items.values() if isinstance(v, list)), [items])
     if not isinstance(items, list):
-        out.dropped.append(
-            {"id": origin, "reason": "malformed_reply", "detail": "not a JSON array"}
-        )
+        out.drop(origin, "malformed_reply", "not a JSON array")
         return
     for k, item in enumerate(items):
         item_id = f"{origin}#{k}"
         if not isinstance(item, dict):
-            out.dropped.append(
-                {"id": item_id, "reason": "malformed_item", "detail": "not an object"}
-            )
+            out.drop(item_id, "malformed_item", "not an object")
             continue
         values = {key: item.get(key) for key in ("question", "answer", "difficulty")}
         bad = [key for key, v in values.items() if not isinstance(v, str) or not v.strip()]
         if bad:
-            out.dropped.append(
-                {
-                    "id": item_id,
-                    "reason": "malformed_item",
-                    "detail": f"missing or empty {', '.join(bad)}",
-                }
-            )
+            out.drop(item_id, "malformed_item", f"missing or empty {', '.join(bad)}")
             continue
         difficulty = values["difficulty"].strip().lower()
         if difficulty not in DIFFICULTIES:
-            out.dropped.append(
-                {"id": item_id, "reason": "malformed_item", "detail": f"difficulty {difficulty!r}"}
-            )
+            out.drop(item_id, "malformed_item", f"difficulty {difficulty!r}")
             continue
         digest = hashlib.sha256(values["question"].encode()).hexdigest()[:12]
         out.records.append(

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from benchmark.contracts.dataset import COLUMNS
 from benchmark.errors import UserError
 
-FIELDS = ("id", "topic", "difficulty", "question", "answer", "source")
 DIFFICULTIES = ("easy", "medium", "hard")
 
 
@@ -60,10 +60,10 @@ def record_from_obj(obj: object, taxonomy: dict[str, str], where: str) -> QAReco
     if not isinstance(obj, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     values = {}
-    for key in FIELDS:
+    for key in COLUMNS:
         if key not in obj:
             raise DatasetError(
-                f"{where}: missing field {key!r} (each record needs {', '.join(FIELDS)})"
+                f"{where}: missing field {key!r} (each record needs {', '.join(COLUMNS)})"
             )
         value = obj[key]
         if not isinstance(value, str):

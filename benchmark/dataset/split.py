@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import random
 
+from benchmark.contracts.dataset import SPLITS
 from benchmark.dataset.config import DedupConfig
 from benchmark.dataset.dedup import jaccard, near_duplicate_pairs, shingle_hashes
 from benchmark.dataset.records import DatasetError, QARecord
-from benchmark.dataset.report import StepReport
-
-SPLITS = ("train", "validation", "test")
+from benchmark.dataset.step_report import StepReport
 
 
 def split(

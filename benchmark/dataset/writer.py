@@ -1,4 +1,5 @@
-"""Write the Hub-layout folder: data/<split>-00000-of-00001.parquet, README.md, build_report.json."""
+"""Write the dataset folder in the Hub layout (benchmark/contracts/dataset.py): one parquet file
+per split, the card and the build report."""
 
 from __future__ import annotations
 
@@ -8,17 +9,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmark.atomic import atomic_write_json, atomic_write_text
-from benchmark.dataset.records import FIELDS, QARecord
+from benchmark.contracts.dataset import BUILD_REPORT_FILE, CARD_FILE, COLUMNS, parquet_name
+from benchmark.dataset.records import QARecord
 
-SCHEMA = pa.schema([(name, pa.string()) for name in FIELDS])
+SCHEMA = pa.schema([(name, pa.string()) for name in COLUMNS])
 
 
 def split_table(records: list[QARecord]) -> pa.Table:
-    return pa.table({name: [getattr(r, name) for r in records] for name in FIELDS}, schema=SCHEMA)
-
-
-def parquet_name(split: str) -> str:
-    return f"data/{split}-00000-of-00001.parquet"
+    return pa.table({name: [getattr(r, name) for r in records] for name in COLUMNS}, schema=SCHEMA)
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -36,6 +34,6 @@ def write_folder(
         table = split_table(records)
         write_parquet(table, out / parquet_name(name))
         sizes[name] = table.nbytes
-    atomic_write_text(out / "README.md", card)
-    atomic_write_json(out / "build_report.json", report)
+    atomic_write_text(out / CARD_FILE, card)
+    atomic_write_json(out / BUILD_REPORT_FILE, report)
     return sizes

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import paths
+from benchmark.contracts.adapter import BASE_MODEL_KEYS, CONFIG_FILE, TRAIN_METRICS_FILE
+from benchmark.contracts.results import BASE
 from benchmark.errors import UserError
 from benchmark.hashing import sha256_tree
 from benchmark.models import PRESETS, converted_dir, resolve_model
@@ -25,11 +27,11 @@ class AdapterInfo:
 
 
 def discover_adapters(root: Path | None = None) -> list[Path]:
-    """Every adapter folder (one holding adapter_config.json) directly under build/adapters/."""
+    """Every adapter folder (one holding PEFT's adapter config) directly under build/adapters/."""
     root = root or paths.adapters_dir()
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / "adapter_config.json").is_file())
+    return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
 def _names_of(value: str | None) -> set[str]:
@@ -58,18 +60,18 @@ def adapter_base(adapter: Path) -> list[str]:
     """What the adapter says its base is (adapter_config.json and train_metrics.json)."""
     bases = []
     try:
-        config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        config = json.loads((adapter / CONFIG_FILE).read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise UserError(f"{adapter / 'adapter_config.json'}: not valid JSON ({exc})") from None
+        raise UserError(f"{adapter / CONFIG_FILE}: not valid JSON ({exc})") from None
     if config.get("base_model_name_or_path"):
         bases.append(str(config["base_model_name_or_path"]))
-    metrics_path = adapter / "train_metrics.json"
+    metrics_path = adapter / TRAIN_METRICS_FILE
     if metrics_path.is_file():
         try:
             metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         except ValueError:
             metrics = {}
-        for key in ("base_model", "base_model_hub_id"):
+        for key in BASE_MODEL_KEYS:
             if metrics.get(key):
                 bases.append(str(metrics[key]))
     return bases
@@ -82,16 +84,16 @@ def check_adapters(adapters: list[Path], spec: str, path: str) -> list[AdapterIn
     seen: dict[str, Path] = {}
     for adapter in adapters:
         adapter = Path(adapter)
-        if not (adapter / "adapter_config.json").is_file():
+        if not (adapter / CONFIG_FILE).is_file():
             raise UserError(
-                f"{adapter} is not an adapter folder (no adapter_config.json); "
+                f"{adapter} is not an adapter folder (no {CONFIG_FILE}); "
                 "train one with `marinebench train --config configs/NAME.yaml`"
             )
         name = adapter.resolve().name
-        if name == "base" or name in seen:
+        if name == BASE or name in seen:
             raise UserError(
                 f"adapter name {name!r} ({adapter}) clashes with "
-                f"{'the base model' if name == 'base' else seen[name]}; rename one folder"
+                f"{'the base model' if name == BASE else seen[name]}; rename one folder"
             )
         seen[name] = adapter
         bases = adapter_base(adapter)

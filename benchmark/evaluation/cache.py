@@ -8,59 +8,25 @@ A rerun with nothing changed reads every model's entry and never loads a model.
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark import paths
-from benchmark.atomic import atomic_dir, atomic_write_json
-from benchmark.hashing import sha256_file, sha256_json
+from benchmark.atomic import atomic_dir
+from benchmark.contracts.results import (
+    CACHE_DIR,
+    LM_EVAL_RESULTS_FILE,
+    SCORES_FILE,
+    samples_file,
+)
+from benchmark.hashing import sha256_json
 
 ENTRY_FILE = "entry.json"
-_DIGESTS_FILE = "file_digests.json"
-_LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
-    return paths.results_dir() / ".cache"
-
-
-def file_digest(path: Path | str, root: Path | None = None) -> str:
-    """sha256 of a (possibly large) file, memoised on disk by (path, size, mtime).
-
-    Model weights are hundreds of MB; hashing them on every rerun would cost seconds, so the
-    digest is recomputed only when the file's size or modification time changes.
-    """
-    path = Path(path).resolve()
-    st = path.stat()
-    stamp = f"{st.st_size}:{st.st_mtime_ns}"
-    memo_path = (root or cache_dir()) / _DIGESTS_FILE
-    with _LOCK:
-        try:
-            memo = json.loads(memo_path.read_text())
-        except (OSError, ValueError):
-            memo = {}
-        hit = memo.get(str(path))
-        if hit and hit.get("stamp") == stamp:
-            return hit["sha256"]
-        digest = sha256_file(path)
-        memo[str(path)] = {"stamp": stamp, "sha256": digest}
-        atomic_write_json(memo_path, memo)
-    return digest
-
-
-def model_fingerprint(model_path: str) -> dict[str, Any]:
-    """What identifies a base model's weights: file digests of a local folder, else the hub id."""
-    folder = Path(model_path)
-    if not folder.is_dir():
-        return {"hub_id": model_path}
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and (p.suffix in {".json", ".safetensors", ".bin", ".model", ".jinja"})
-    )
-    return {"files": {p.name: file_digest(p) for p in files}}
+    return paths.results_dir() / CACHE_DIR
 
 
 @dataclass
@@ -93,11 +59,9 @@ class EvalCache:
             return None
         try:
             entry = json.loads((folder / ENTRY_FILE).read_text(encoding="utf-8"))
-            samples = {
-                task: _read_jsonl(folder / f"samples_{task}.jsonl") for task in entry["tasks"]
-            }
-            results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-            scores = _read_jsonl(folder / "scores.jsonl")
+            samples = {task: _read_jsonl(folder / samples_file(task)) for task in entry["tasks"]}
+            results = json.loads((folder / LM_EVAL_RESULTS_FILE).read_text(encoding="utf-8"))
+            scores = _read_jsonl(folder / SCORES_FILE)
         except (OSError, ValueError, KeyError):
             self.misses += 1  # a damaged entry is recomputed, never trusted
             return None
@@ -133,11 +97,13 @@ def dumps_lm_eval(obj: Any, indent: int | None = 2) -> str:
 def write_entry_files(folder: Path, entry: CacheEntry, with_scores: bool = True) -> None:
     """lm-eval's results.json and samples_<task>.jsonl (plus our scores.jsonl) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(dumps_lm_eval(entry.results) + "\n", encoding="utf-8")
+    (folder / LM_EVAL_RESULTS_FILE).write_text(
+        dumps_lm_eval(entry.results) + "\n", encoding="utf-8"
+    )
     for task, rows in entry.samples.items():
-        _write_jsonl(folder / f"samples_{task}.jsonl", rows, lm_eval_style=True)
+        _write_jsonl(folder / samples_file(task), rows, lm_eval_style=True)
     if with_scores:
-        _write_jsonl(folder / "scores.jsonl", entry.scores)
+        _write_jsonl(folder / SCORES_FILE, entry.scores)
 
 
 def _write_jsonl(path: Path, rows: list[dict], lm_eval_style: bool = False) -> None:

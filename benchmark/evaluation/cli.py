@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default=None, help="auto (default), bf16, fp16, fp32")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, stage_key=stage_key)
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -83,33 +83,19 @@ def _limit(value: float | None) -> int | float | None:
     return int(value) if value >= 1 else value
 
 
-def run(args: argparse.Namespace) -> int:
-    from benchmark.evaluation.adapters import check_adapters, discover_adapters
-    from benchmark.evaluation.runner import (
-        DATA_TASKS,
-        DEFAULT_TASKS,
-        EvalSettings,
-        default_run_name,
-        evaluate,
-    )
-    from benchmark.models import model_path, resolve_model
-
+def _check(args: argparse.Namespace) -> None:
     if args.data is not None and args.dataset is not None:
         raise UserError("give either --data FILE.jsonl or --dataset, not both")
     if args.data is not None and args.data.suffix != ".jsonl":
         raise UserError(f"--data {args.data}: expected a .jsonl file of question/answer records")
-    spec = args.model or resolve_model(None).spec
-    adapters = args.adapters
-    if adapters is None:
-        adapters = []
-        for folder in discover_adapters():
-            try:
-                check_adapters([folder], spec, model_path(spec))
-            except UserError as exc:
-                log.warning("skipping %s", exc)
-                continue
-            adapters.append(folder)
-    settings = EvalSettings(
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+
+
+def _settings(args: argparse.Namespace):
+    from benchmark.evaluation.runner import DATA_TASKS, DEFAULT_TASKS, EvalSettings
+
+    return EvalSettings(
         tasks=tuple(args.tasks or (DATA_TASKS if args.data else DEFAULT_TASKS)),
         limit=_limit(args.limit),
         max_gen_toks=args.max_gen_toks,
@@ -123,12 +109,72 @@ def run(args: argparse.Namespace) -> int:
         bootstrap=stats.BootstrapSettings(n_resamples=args.n_resamples, seed=args.seed),
         workers=args.workers,
     )
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1, got {args.workers}")
-    run_name = args.run
-    if run_name is None and args.data is not None:
-        run_name = f"{default_run_name(spec)}--{args.data.stem}"
-    result = evaluate(spec, adapters, settings, run=run_name, use_cache=not args.no_cache)
+
+
+def _run_name(args: argparse.Namespace, spec: str) -> str:
+    from benchmark.evaluation.runner import default_run_name
+
+    if args.run is not None:
+        return args.run
+    if args.data is not None:
+        return f"{default_run_name(spec)}--{args.data.stem}"
+    return default_run_name(spec)
+
+
+def stage_key(args: argparse.Namespace):
+    """The results folder and everything that decides it: settings, base weights, adapters,
+    data, task files, and the code (lm-eval loads tasks/utils.py by path) and packages."""
+    import dataclasses
+    import os
+
+    from benchmark import paths
+    from benchmark.evaluation import data
+    from benchmark.evaluation.adapters import HASH_EXCLUDE, discover_adapters
+    from benchmark.fingerprint import folder_digest, model_fingerprint, stage_key
+    from benchmark.models import resolve_model, weights_location
+
+    _check(args)
+    spec = args.model or resolve_model(None).spec
+    settings = _settings(args)
+    adapters = args.adapters if args.adapters is not None else discover_adapters()
+    retention = settings.retention or str(data.default_retention_file())
+    inputs = {
+        "settings": dataclasses.asdict(settings),
+        "model": model_fingerprint(weights_location(spec)),
+        "adapters": {
+            str(a.resolve()): folder_digest(a, exclude=HASH_EXCLUDE) for a in map(Path, adapters)
+        },
+        "dataset": data.source_hash(data.resolve_source(settings.dataset)),
+        "retention": data.source_hash(data.resolve_source(retention, env=data.RETENTION_ENV)),
+        "tasks": folder_digest(paths.TASKS_DIR),
+        "env": {k: os.environ.get(k) for k in ("MARINEBENCH_DEVICE", "MARINEBENCH_DTYPE")},
+    }
+    out = paths.results_dir() / _run_name(args, spec)
+    entries = ["benchmark.evaluation.cli", paths.TASKS_DIR / "utils.py"]
+    return stage_key(out, entries, inputs, numeric=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmark.evaluation.adapters import check_adapters, discover_adapters
+    from benchmark.evaluation.runner import evaluate
+    from benchmark.models import model_path, resolve_model
+
+    _check(args)
+    spec = args.model or resolve_model(None).spec
+    adapters = args.adapters
+    if adapters is None:
+        adapters = []
+        for folder in discover_adapters():
+            try:
+                check_adapters([folder], spec, model_path(spec))
+            except UserError as exc:
+                log.warning("skipping %s", exc)
+                continue
+            adapters.append(folder)
+    settings = _settings(args)
+    result = evaluate(
+        spec, adapters, settings, run=_run_name(args, spec), use_cache=not args.no_cache
+    )
     print_summary(result.summary)
     print(f"results: {result.folder}")
     return 0

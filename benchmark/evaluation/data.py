@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import paths
+from benchmark.contracts.dataset import QA_COLUMNS, SPLITS, split_file
 from benchmark.errors import UserError
 from benchmark.hashing import sha256_file, sha256_tree
 
-COLUMNS = ("id", "topic", "difficulty", "question", "answer", "source")
-SPLITS = ("train", "validation", "test")
 #: env overrides, for the plain lm_eval CLI (also settable with --metadata, see tasks/README.md)
 DATASET_ENV = "MARINEBENCH_DATASET"
 RETENTION_ENV = "MARINEBENCH_RETENTION"
@@ -45,7 +44,7 @@ def default_retention_file() -> Path:
 def resolve_source(spec: str | os.PathLike | None, *, env: str = DATASET_ENV) -> DataSource:
     """Resolve a dataset spec: None -> $MARINEBENCH_DATASET -> build/dataset.
 
-    A spec is a dataset folder (data/<split>-00000-of-00001.parquet), a .jsonl file, or a Hub
+    A spec is a dataset folder (benchmark/contracts/dataset.py), a .jsonl file, or a Hub
     dataset id ``org/name`` (optionally ``org/name@revision``) when no such local path exists.
     """
     spec = str(spec) if spec else os.environ.get(env) or str(paths.dataset_dir())
@@ -90,7 +89,7 @@ def read_qa_jsonl(path: Path | str) -> list[dict[str, str]]:
                 raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise UserError(f"{where}: expected a JSON object with question and answer")
-            for key in ("question", "answer"):
+            for key in QA_COLUMNS:
                 value = obj.get(key)
                 if not isinstance(value, str) or not value.strip():
                     raise UserError(f"{where}: key {key!r} must be a non-empty string")
@@ -111,10 +110,6 @@ def read_qa_jsonl(path: Path | str) -> list[dict[str, str]]:
     if not records:
         raise UserError(f"{path}: no records (expected one JSON object per line)")
     return records
-
-
-def split_file(folder: Path | str, split: str) -> Path:
-    return Path(folder) / "data" / f"{split}-00000-of-00001.parquet"
 
 
 def load_source(source: DataSource):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,15 @@ from typing import Any
 
 from benchmark import paths, scorers
 from benchmark.atomic import atomic_dir
+from benchmark.contracts.results import (
+    BASE,
+    MANIFEST_FILE,
+    SCORES_FILE,
+    SUMMARY_FILE,
+    ScoreRecord,
+    lm_eval_dir,
+    sample_scores,
+)
 from benchmark.device import Placement, choose_placement
 from benchmark.errors import UserError
 from benchmark.evaluation import data, merging
@@ -29,26 +37,19 @@ from benchmark.evaluation.cache import (
     CacheEntry,
     EvalCache,
     dumps_lm_eval,
-    model_fingerprint,
     write_entry_files,
 )
 from benchmark.evaluation.stats import BootstrapSettings
 from benchmark.evaluation.summary import build_summary
-from benchmark.hashing import sha256_file, sha256_json, sha256_tree
+from benchmark.evaluation.training import copy_training_records
+from benchmark.fingerprint import code_closure, machine, model_fingerprint, package_versions
+from benchmark.hashing import sha256_tree
 from benchmark.models import load_model, model_path, resolve_model
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TASKS = ("marine",)
 DATA_TASKS = ("marine_qa",)
-BASE = "base"
-#: our code that shapes the cached numbers (a change invalidates the cache)
-_CODE_FILES = (
-    "scorers.py",
-    "evaluation/data.py",
-    "evaluation/runner.py",
-    "evaluation/merging.py",
-)
 
 #: how many times this process loaded base-model weights (a cached rerun must not add any)
 MODEL_LOADS = 0
@@ -98,9 +99,11 @@ def _placement(settings: EvalSettings) -> Placement:
         raise UserError(str(exc)) from None
 
 
-def _code_hash() -> str:
-    root = Path(__file__).resolve().parent.parent
-    return sha256_json({name: sha256_file(root / name) for name in _CODE_FILES})
+def _code_and_packages() -> tuple[dict[str, str], dict[str, str]]:
+    """The code a model's evaluation runs (this module's imports, followed, and the tasks' own
+    code) and the packages it runs on: any change invalidates that model's cache entry."""
+    code, modules = code_closure([__name__, paths.TASKS_DIR / "utils.py"])
+    return code, package_versions(modules)
 
 
 def _versions() -> dict[str, str]:
@@ -186,10 +189,13 @@ def plan(model: str | None, adapters: list[Path], settings: EvalSettings, cache:
         if source.kind == "jsonl":
             data.read_qa_jsonl(source.location)  # fail on a bad line before any model loads
     placement = _placement(settings)
+    code, packages = _code_and_packages()
     common = {
         "model": model_fingerprint(path),
         "task_files": sha256_tree(paths.TASKS_DIR, exclude=("__pycache__",)),
-        "code": _code_hash(),
+        "code": code,
+        "packages": packages,
+        "machine": machine(),
         "tasks": list(settings.tasks),
         "dataset": data.source_hash(dataset),
         "retention": data.source_hash(retention),
@@ -269,6 +275,9 @@ def evaluate(
             "max_gen_toks": settings.max_gen_toks or _task_max_gen_toks(runs),
             "do_sample": False,
         },
+        # How the dtype was chosen (the CPU probe's GFLOP/s when auto measured); not part of
+        # the cache key, which holds the dtype itself.
+        "dtype_choice": p.placement.record(),
         "bertscore_model": settings.bertscore_model,
         "library_versions": common["versions"],
         "models": [
@@ -285,13 +294,14 @@ def evaluate(
     }
     with atomic_dir(folder) as tmp:
         for r in runs:
-            write_entry_files(tmp / "lm_eval" / r.name, r.entry, with_scores=False)
-        with open(tmp / "scores.jsonl", "w", encoding="utf-8") as fh:
+            write_entry_files(lm_eval_dir(tmp, r.name), r.entry, with_scores=False)
+        with open(tmp / SCORES_FILE, "w", encoding="utf-8") as fh:
             for r in runs:
                 for row in r.entry.scores:
                     fh.write(dumps_lm_eval(row, indent=None) + "\n")
-        (tmp / "summary.json").write_text(dumps_lm_eval(summary) + "\n", encoding="utf-8")
-        (tmp / "manifest.json").write_text(dumps_lm_eval(manifest) + "\n", encoding="utf-8")
+        (tmp / SUMMARY_FILE).write_text(dumps_lm_eval(summary) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_FILE).write_text(dumps_lm_eval(manifest) + "\n", encoding="utf-8")
+        copy_training_records(tmp, {r.name: r.adapter.path for r in runs if r.adapter})
     log.info("results written to %s", folder)
     return RunResult(folder, runs, load_s, summary)
 
@@ -369,7 +379,7 @@ def _evaluate_models(
             "generated_tokens": hflm.generated_tokens,
             "gen_tok_s": hflm.generated_tokens / hflm.generate_s if hflm.generate_s else 0.0,
         }
-        scores = score_samples(item.name, results, samples, settings.bertscore_model)
+        scores = score_samples(item.name, results, samples)
         entry = CacheEntry(results, samples, scores, timing)
         parts = {**common, "adapter": item.adapter.hash if item.adapter else None}
         item.entry = cache.put(item.key, entry, parts) if cache.enabled else entry
@@ -402,47 +412,39 @@ def _task_hashes(samples: dict[str, list[dict]]) -> dict[str, str]:
 # --- per-sample scores (scores.jsonl) ---------------------------------------------------------
 
 
-def score_samples(
-    model: str, results: dict, samples: dict[str, list[dict]], bertscore_model: str
-) -> list[dict]:
-    """One row per (task, doc) with every metric, from lm-eval's logged samples."""
+def score_samples(model: str, results: dict, samples: dict[str, list[dict]]) -> list[dict]:
+    """One scores.jsonl record per (task, doc): the scores the task's own code left in lm-eval's
+    logged samples (contracts.results.sample_scores), with the document and the answer."""
     rows: list[dict] = []
     for task in sorted(samples):
-        task_samples = sorted(samples[task], key=lambda s: s["doc_id"])
         output_type = results.get("configs", {}).get(task, {}).get("output_type")
-        if task_samples and "bertscore_f1" in task_samples[0]:
-            rows += _generation_rows(model, task, task_samples, bertscore_model)
-        elif output_type == "multiple_choice":
-            rows += [_mc_row(model, task, s) for s in task_samples]
-        elif task_samples and "loglikelihood" in task_samples[0]:
-            rows += [_ppl_row(model, task, s) for s in task_samples]
-        else:
-            rows += [_generic_row(model, task, s) for s in task_samples]
+        for sample in sorted(samples[task], key=lambda s: s["doc_id"]):
+            doc = sample.get("doc", {})
+            record = ScoreRecord(
+                model=model,
+                task=task,
+                doc_id=sample["doc_id"],
+                id=doc.get("id", str(sample["doc_id"])),
+                topic=doc.get("topic", ""),
+                question=doc.get("question", ""),
+                reference=doc.get("answer", sample.get("target")),
+                prediction=_prediction(output_type, sample),
+                metrics=sample_scores(sample),
+            )
+            rows.append(record.to_json())
     return rows
 
 
-def _base_row(model: str, task: str, sample: dict, prediction: str | None) -> dict:
-    doc = sample.get("doc", {})
-    return {
-        "model": model,
-        "task": task,
-        "doc_id": sample["doc_id"],
-        "id": doc.get("id", str(sample["doc_id"])),
-        "topic": doc.get("topic", ""),
-        "question": doc.get("question", ""),
-        "reference": doc.get("answer", sample.get("target")),
-        "prediction": prediction,
-    }
-
-
-def _generation_rows(model: str, task: str, task_samples: list[dict], bertscore_model: str):
-    predictions = [_first_text(s["filtered_resps"]) for s in task_samples]
-    references = [s["doc"]["answer"] for s in task_samples]
-    metrics = scorers.score_generations(predictions, references, bertscore_model)
-    return [
-        {**_base_row(model, task, s, p), "metrics": m}
-        for s, p, m in zip(task_samples, predictions, metrics, strict=True)
-    ]
+def _prediction(output_type: str | None, sample: dict) -> str | None:
+    """The model's answer, read the way the task's declared output type produces it."""
+    if output_type == "multiple_choice":
+        lls = [float(r[0]) for r in sample["filtered_resps"]]
+        choices = sample.get("doc", {}).get("choices") or []
+        pick = max(range(len(lls)), key=lls.__getitem__) if lls else None
+        return choices[pick] if pick is not None and pick < len(choices) else None
+    if output_type == "generate_until":
+        return _first_text(sample.get("filtered_resps"))
+    return None  # likelihood tasks score a given text; the model answers nothing
 
 
 def _first_text(resps) -> str:
@@ -451,44 +453,3 @@ def _first_text(resps) -> str:
             return ""
         resps = resps[0]
     return "" if resps is None else str(resps)
-
-
-def _mc_row(model: str, task: str, sample: dict) -> dict:
-    doc = sample["doc"]
-    lls = [float(r[0]) for r in sample["filtered_resps"]]
-    choices = doc.get("choices") or []
-    pick = max(range(len(lls)), key=lls.__getitem__) if lls else None
-    prediction = choices[pick] if pick is not None and pick < len(choices) else None
-    row = _base_row(model, task, sample, prediction)
-    row["metrics"] = {m: float(sample[m]) for m in ("acc", "acc_norm") if m in sample}
-    return row
-
-
-def _ppl_row(model: str, task: str, sample: dict) -> dict:
-    answer = sample["doc"]["answer"]
-    ll = float(sample["loglikelihood"])
-    n_bytes = max(len(answer.encode("utf-8")), 1)
-    words = max(len(answer.split()), 1)
-    row = _base_row(model, task, sample, None)
-    row["metrics"] = {
-        "loglikelihood": ll,
-        "bits_per_byte": -ll / (n_bytes * math.log(2)),
-        "byte_perplexity": _safe_exp(-ll / n_bytes),
-        "word_perplexity": _safe_exp(-ll / words),
-    }
-    return row
-
-
-def _safe_exp(x: float) -> float | None:
-    """exp, or None where it overflows (JSON has no infinity; statistics skip None)."""
-    return math.exp(x) if x < 700 else None
-
-
-def _generic_row(model: str, task: str, sample: dict) -> dict:
-    row = _base_row(model, task, sample, _first_text(sample.get("filtered_resps")))
-    row["metrics"] = {
-        m: float(sample[m])
-        for m in sample.get("metrics", [])
-        if isinstance(sample.get(m), int | float | bool)
-    }
-    return row

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from benchmark.contracts.results import BASE, lower_is_better
 from benchmark.evaluation.stats import BootstrapSettings, mean_ci, paired_comparison
-
-BASE = "base"
-#: metrics where lower is better (everything else: higher is better)
-LOWER_IS_BETTER = frozenset({"word_perplexity", "byte_perplexity", "bits_per_byte"})
 
 
 def _float_or_nan(value) -> float:
@@ -28,7 +25,7 @@ def _by_task_metric(rows: list[dict]) -> dict[str, dict[str, dict[int, float]]]:
 def build_summary(
     run: str, scores: dict[str, list[dict]], settings: BootstrapSettings, base: str = BASE
 ) -> dict:
-    """The summary of one run from every model's score rows (contract: summary.json)."""
+    """The summary of one run from every model's score records (contracts/results.py)."""
     tables = {model: _by_task_metric(rows) for model, rows in scores.items()}
     models: dict = {}
     for model, tasks in tables.items():
@@ -62,5 +59,5 @@ def build_summary(
         "models": models,
         "comparisons": comparisons,
         "bootstrap": settings.as_dict(),
-        "higher_is_better": {m: m not in LOWER_IS_BETTER for m in sorted(metric_names)},
+        "higher_is_better": {m: not lower_is_better(m) for m in sorted(metric_names)},
     }

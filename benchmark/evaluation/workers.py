@@ -45,7 +45,13 @@ def compute_in_workers(plan, todo, settings, cache: EvalCache) -> None:
                         "model": plan.spec,
                         "adapters": [str(info.path) for info in plan.infos],
                         "models": share,
-                        "settings": dataclasses.asdict(settings),
+                        # The parent's placement, not "auto": a worker has fewer threads, so
+                        # its own dtype probe could choose otherwise and miss the cache keys.
+                        "settings": {
+                            **dataclasses.asdict(settings),
+                            "device": plan.placement.device,
+                            "dtype": plan.placement.dtype_name,
+                        },
                         "cache_root": str(root),
                     }
                 ),

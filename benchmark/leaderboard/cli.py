@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmark.paths import dataset_dir, results_dir, site_dir
+from benchmark.paths import SITE_SRC, dataset_dir, results_dir, site_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +21,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--dataset", type=Path, default=None, help="dataset folder (default build/dataset)"
     )
-    b.set_defaults(func=_build)
+    b.set_defaults(func=_build, stage_key=stage_key)
 
     s = site_sub.add_parser("serve", help="serve the built site on 127.0.0.1 for browsing")
     s.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
     s.add_argument("--dir", type=Path, default=None, help="site folder (default build/site)")
     s.set_defaults(func=_serve)
+
+
+def stage_key(args: argparse.Namespace):
+    """The site folder and everything that decides it: the results and dataset folders it
+    renders, the templates and static files, and the code and packages that render them."""
+    from benchmark.contracts.results import CACHE_DIR
+    from benchmark.fingerprint import folder_digest, stage_key
+
+    inputs = {
+        "results": folder_digest(args.results or results_dir(), exclude=(CACHE_DIR,)),
+        "dataset": folder_digest(args.dataset or dataset_dir()),
+        "site_src": folder_digest(SITE_SRC),
+    }
+    return stage_key(args.out or site_dir(), ["benchmark.leaderboard.cli"], inputs)
 
 
 def _build(args: argparse.Namespace) -> int:

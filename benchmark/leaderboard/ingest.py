@@ -1,9 +1,11 @@
-"""Read results folders (COMMON.md contract 3) and any other lm-eval results JSON into rows.
+"""Read results folders and any other lm-eval results JSON into rows (the site's inputs:
+benchmark/contracts/site.py; the folder's layout: benchmark/contracts/results.py).
 
 A *results folder* is a directory holding manifest.json or summary.json; its models come from
-the manifest, summary and lm_eval/<model>/ folders. Any other *.json anywhere under the results
-root whose top level has a "results" dict is an lm-eval results file from some other run: it
-becomes a row of its own (files with the same model_args merge into one row).
+the manifest, summary and lm_eval/<model>/ folders, and each adapter's training record from its
+training/<adapter>/ folder. Any other *.json anywhere under the results root whose top level has
+a "results" dict is an lm-eval results file from some other run: it becomes a row of its own
+(files with the same model_args merge into one row).
 """
 
 from __future__ import annotations
@@ -15,30 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.contracts import adapter as adapter_contract
+from benchmark.contracts import results as contract
+from benchmark.contracts.site import FOREIGN_RESULTS_KEY, HIDDEN_PREFIX, RUN_MARKERS
 from benchmark.errors import UserError
-from benchmark.paths import REPO_ROOT, adapters_dir
 
 Key = tuple[str, str]  # (task, metric)
-
-TASK_ORDER = ("marine_qa", "marine_qa_ppl", "marine_mc", "retention_qa")
-METRIC_ORDER = (
-    "rougeL",
-    "rouge1",
-    "rouge2",
-    "bertscore_f1",
-    "token_f1",
-    "exact_match",
-    "tfidf_cosine",
-    "embedding_cosine",
-    "acc",
-    "acc_norm",
-    "bits_per_byte",
-    "word_perplexity",
-    "byte_perplexity",
-    "perplexity",
-    "loglikelihood",
-)
-_LOWER_IS_BETTER = re.compile(r"perplexity|bits_per_byte|(^|_)loss|(^|_)ter$|error", re.IGNORECASE)
 
 
 class ResultsError(UserError):
@@ -92,8 +76,8 @@ class Entry:
     label: str = ""
     stats: dict[Key, Stat] = field(default_factory=dict)
     deltas: dict[Key, Delta] = field(default_factory=dict)
-    adapter_dir: Path | None = None
-    train: dict[str, Any] | None = None
+    adapter: str | None = None  # the adapter folder as the manifest records it (display only)
+    train: dict[str, Any] | None = None  # the training record's train_metrics.json
     card_path: Path | None = None
     raw: list[RawFile] = field(default_factory=list)
     folder: RunFolder | None = None
@@ -136,8 +120,10 @@ def _expect_dict(obj: Any, path: Path, key: str) -> dict[str, Any]:
     return obj
 
 
-def lower_is_better(metric: str) -> bool:
-    return bool(_LOWER_IS_BETTER.search(metric))
+def higher_is_better(declared: dict[Key, bool], key: Key) -> bool:
+    """A column's direction: as an lm-eval results file declares it, else the registry's (for a
+    metric that is not ours, the one its name suggests)."""
+    return declared.get(key, not contract.lower_is_better(key[1]))
 
 
 def parse_lm_eval(doc: dict[str, Any], path: Path) -> tuple[dict[Key, Stat], dict[Key, bool]]:
@@ -212,18 +198,14 @@ def _summary_deltas(summary: dict[str, Any], path: Path, model: str) -> dict[Key
     return out
 
 
-def _resolve_adapter(spec: str | None, name: str, results_root: Path) -> Path | None:
-    """Find an adapter folder named in a manifest (absolute, cwd-, repo- or build-relative)."""
-    candidates = []
-    if spec:
-        p = Path(spec)
-        candidates += [p] if p.is_absolute() else [Path.cwd() / p, REPO_ROOT / p]
-        candidates.append(results_root.parent / "adapters" / p.name)
-    candidates += [results_root.parent / "adapters" / name, adapters_dir() / name]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
+def _read_training_record(entry: Entry, run_folder: Path) -> None:
+    """The adapter's training record, as the evaluation copied it into the run folder."""
+    folder = contract.training_dir(run_folder, entry.model)
+    metrics = folder / adapter_contract.TRAIN_METRICS_FILE
+    if metrics.is_file():
+        entry.train = _expect_dict(read_json(metrics), metrics, "(top level)")
+    card = folder / adapter_contract.CARD_FILE
+    entry.card_path = card if card.is_file() else None
 
 
 def _parse_model_args(model_args: Any) -> dict[str, str]:
@@ -257,18 +239,19 @@ def _foreign_label(doc: dict[str, Any], path: Path) -> tuple[str, str]:
 def _run_folder(
     path: Path, results_root: Path, hib: dict[Key, bool]
 ) -> tuple[RunFolder, list[Entry]]:
-    manifest = read_json(path / "manifest.json") if (path / "manifest.json").is_file() else None
-    summary = read_json(path / "summary.json") if (path / "summary.json").is_file() else None
+    manifest_path, summary_path = path / contract.MANIFEST_FILE, path / contract.SUMMARY_FILE
+    manifest = read_json(manifest_path) if manifest_path.is_file() else None
+    summary = read_json(summary_path) if summary_path.is_file() else None
     if manifest is not None:
-        _expect_dict(manifest, path / "manifest.json", "(top level)")
+        _expect_dict(manifest, manifest_path, "(top level)")
     if summary is not None:
-        _expect_dict(summary, path / "summary.json", "(top level)")
+        _expect_dict(summary, summary_path, "(top level)")
         summary.setdefault("models", {})
-        _expect_dict(summary["models"], path / "summary.json", "models")
+        _expect_dict(summary["models"], summary_path, "models")
     rel = path.relative_to(results_root).as_posix()
     name = str((manifest or {}).get("run") or (summary or {}).get("run") or path.name)
-    base = str((summary or {}).get("base") or "base")
-    scores = path / "scores.jsonl"
+    base = str((summary or {}).get("base") or contract.BASE)
+    scores = path / contract.SCORES_FILE
     folder = RunFolder(name, path, manifest, summary, base, scores if scores.is_file() else None)
 
     models: list[str] = []
@@ -278,7 +261,7 @@ def _run_folder(
             models.append(str(m["name"]))
             adapters[str(m["name"])] = m.get("adapter")
     models += [m for m in (summary or {}).get("models", {}) if m not in models]
-    lm_dir = path / "lm_eval"
+    lm_dir = path / contract.LM_EVAL_DIR
     if lm_dir.is_dir():
         models += sorted(p.name for p in lm_dir.iterdir() if p.is_dir() and p.name not in models)
     order = {m: i for i, m in enumerate(models)}
@@ -302,30 +285,23 @@ def _run_folder(
                     RawFile(
                         f"lm-eval {json_path.name}",
                         json_path,
-                        f"{site_dir}/lm_eval/{model}/{json_path.name}",
+                        f"{site_dir}/{contract.LM_EVAL_DIR}/{model}/{json_path.name}",
                     )
                 )
         if summary is not None:
-            e.stats.update(_summary_stats(summary, path / "summary.json", model))
+            e.stats.update(_summary_stats(summary, summary_path, model))
             if not e.is_base:
-                e.deltas = _summary_deltas(summary, path / "summary.json", model)
+                e.deltas = _summary_deltas(summary, summary_path, model)
         if not e.is_base:
-            e.adapter_dir = _resolve_adapter(adapters.get(model), model, results_root)
-            if e.adapter_dir is not None:
-                tm = e.adapter_dir / "train_metrics.json"
-                if tm.is_file():
-                    e.train = _expect_dict(read_json(tm), tm, "(top level)")
-                card = e.adapter_dir / "README.md"
-                e.card_path = card if card.is_file() else None
+            spec = adapters.get(model)
+            e.adapter = str(spec) if spec else None
+            _read_training_record(e, path)
         entries.append(e)
-    if summary is not None and entries:
-        for e in entries:
-            e.raw.append(RawFile("summary.json", path / "summary.json", f"{site_dir}/summary.json"))
-    if manifest is not None:
-        for e in entries:
-            e.raw.append(
-                RawFile("manifest.json", path / "manifest.json", f"{site_dir}/manifest.json")
-            )
+    for doc, doc_path in ((summary, summary_path), (manifest, manifest_path)):
+        if doc is not None:
+            raw = RawFile(doc_path.name, doc_path, f"{site_dir}/{doc_path.name}")
+            for e in entries:
+                e.raw.append(raw)
     return folder, entries
 
 
@@ -342,11 +318,8 @@ def _fill_plain_deltas(entries: list[Entry]) -> None:
 
 
 def _sort_key(key: Key) -> tuple:
-    task, metric = key
-    t = TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER)
-    bare = metric.split(" [")[0]
-    m = METRIC_ORDER.index(bare) if bare in METRIC_ORDER else len(METRIC_ORDER)
-    return (t, task, m, metric)
+    task, metric = key  # a metric of a filter other than "none" reads "name [filter]"
+    return (*contract.task_sort_key(task), *contract.metric_sort_key(metric.split(" [")[0]), metric)
 
 
 def _slugify(text: str) -> str:
@@ -355,7 +328,7 @@ def _slugify(text: str) -> str:
 
 def _hidden(path: Path, root: Path) -> bool:
     """Dot-folders (the evaluator's .cache/, atomic writes' temp dirs) hold no results to show."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+    return any(part.startswith(HIDDEN_PREFIX) for part in path.relative_to(root).parts)
 
 
 def load(results_root: Path) -> Leaderboard:
@@ -368,7 +341,7 @@ def load(results_root: Path) -> Leaderboard:
     run_dirs = sorted(
         {
             p.parent
-            for pat in ("manifest.json", "summary.json")
+            for pat in RUN_MARKERS
             for p in results_root.rglob(pat)
             if not _hidden(p, results_root)
         }
@@ -379,18 +352,20 @@ def load(results_root: Path) -> Leaderboard:
         folder, rows = _run_folder(d, results_root, hib)
         runs.append(folder)
         entries += rows
-    owned = {d / "lm_eval" for d in run_dirs}
+    owned = {d / contract.LM_EVAL_DIR for d in run_dirs} | {
+        d / contract.TRAINING_DIR for d in run_dirs
+    }
     run_set = set(run_dirs)
     foreign: dict[str, Entry] = {}
     for path in sorted(results_root.rglob("*.json")):
         if _hidden(path, results_root):
             continue
-        if path.parent in run_set and path.name in ("manifest.json", "summary.json"):
+        if path.parent in run_set and path.name in RUN_MARKERS:
             continue
         if any(o in path.parents for o in owned):
-            continue  # a run folder's own lm-eval files, read with that run
+            continue  # a run folder's own lm-eval files and training records, read with that run
         doc = read_json(path)
-        if not (isinstance(doc, dict) and isinstance(doc.get("results"), dict)):
+        if not (isinstance(doc, dict) and isinstance(doc.get(FOREIGN_RESULTS_KEY), dict)):
             continue
         stats, file_hib = parse_lm_eval(doc, path)
         hib.update(file_hib)
@@ -420,7 +395,7 @@ def load(results_root: Path) -> Leaderboard:
         e.slug = cand
 
     columns = sorted({k for e in entries for k in e.stats}, key=_sort_key)
-    higher = {k: hib.get(k, not lower_is_better(k[1])) for k in columns}
+    higher = {k: higher_is_better(hib, k) for k in columns}
     return Leaderboard(entries, columns, higher, runs, results_root)
 
 

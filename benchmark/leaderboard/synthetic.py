@@ -1,9 +1,12 @@
 """Synthetic but contract-exact stage outputs (results, adapter folders, dataset folder).
 
 The site's tests and its benchmark must not depend on a real training or evaluation run, so this
-module writes folders that follow COMMON.md's file contracts exactly: per-sample scores that
-agree with the summary's bootstrap CIs and paired tests, lm-eval results JSON shaped like
-EvaluationTracker's output, adapter train_metrics.json and a parquet dataset folder.
+module writes folders that follow benchmark/contracts/ exactly (docs/contracts.md): one score
+record per model, registered task and document, with a value for every registered metric; a
+summary built from those records by the evaluation's own build_summary; lm-eval results JSON
+shaped like EvaluationTracker's output; adapter folders with train_metrics.json and a card, and
+their training records copied into the run as the evaluation copies them; a parquet dataset
+folder.
 """
 
 from __future__ import annotations
@@ -14,9 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.scorers import GENERATION_METRICS
+from benchmark.contracts import adapter as adapter_contract
+from benchmark.contracts import dataset as dataset_contract
+from benchmark.contracts import results as contract
+from benchmark.contracts.base_model import DEFAULT_MODEL
+from benchmark.evaluation.stats import BootstrapSettings
+from benchmark.evaluation.summary import build_summary
+from benchmark.evaluation.training import copy_training_records
 
-GEN_METRICS = GENERATION_METRICS
 TOPICS = (
     "coral_reefs",
     "cetaceans",
@@ -69,35 +77,109 @@ def _answer(rng: np.random.Generator, ref: str, quality: float) -> str:
     return " ".join(words[start : start + keep] + list(filler[: int(rng.integers(2, 8))]))
 
 
-def _bootstrap(x: np.ndarray, idx: np.ndarray) -> tuple[float, float]:
-    means = x[idx].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+#: how a metric's synthetic value follows answer quality q in [0, 1]: ("score", scale, offset)
+#: -> q * scale * (1 - offset) + offset + noise, clipped to [0, 1]; ("rate", r) -> 1 with
+#: probability q * r, else 0; ("cost", typical) -> a positive value that falls as q rises;
+#: ("loglikelihood",) -> a negative sum. A metric not listed here is a [0, 1] score, or a cost
+#: where the registry says lower is better.
+_SHAPES: dict[str, tuple] = {
+    "rouge1": ("score", 0.9, 0.0),
+    "rouge2": ("score", 0.45, 0.0),
+    "rougeL": ("score", 0.8, 0.0),
+    "bertscore_f1": ("score", 1.0, 0.5),
+    "token_f1": ("score", 0.85, 0.0),
+    "exact_match": ("rate", 0.08),
+    "tfidf_cosine": ("score", 0.7, 0.05),
+    "embedding_cosine": ("score", 0.95, 0.3),
+    "acc": ("rate", 0.9),
+    "acc_norm": ("rate", 1.0),
+    "bits_per_byte": ("cost", 1.25),
+    "word_perplexity": ("cost", 28.0),
+    "byte_perplexity": ("cost", 2.2),
+    "loglikelihood": ("loglikelihood",),
+}
+#: tasks on general knowledge, where adapters lose a little instead of gaining
+_FORGETTING_TASKS = ("retention_qa",)
 
 
-def _sign_flip_p(diff: np.ndarray, flips: np.ndarray) -> float:
-    observed = abs(diff.mean())
-    null = np.abs((flips * diff).mean(axis=1))
-    return float((1 + (null >= observed - 1e-12).sum()) / (1 + len(null)))
+def _shape(metric: contract.Metric) -> tuple:
+    default = ("cost", 1.0) if metric.lower_is_better else ("score", 0.8, 0.0)
+    return _SHAPES.get(metric.name, default)
 
 
-def _metric_block(rng: np.random.Generator, n: int, level: float) -> dict[str, np.ndarray]:
-    """Per-sample generation metrics around a quality `level` (0..1)."""
-    base = np.clip(rng.beta(2, 5, n) + level, 0, 1)
-    out = {}
-    for k, name in enumerate(GEN_METRICS):
-        if name == "exact_match":
-            out[name] = (rng.random(n) < base * 0.08).astype(float)
-            continue
-        jitter = rng.normal(0, 0.04, n)
-        scale = (0.9, 0.45, 0.8, 1.0, 0.85, 0.0, 0.7, 0.95)[k]
-        offset = (0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.05, 0.3)[k]
-        out[name] = np.clip(base * scale * (1 - offset) + offset + jitter, 0, 1)
-    return out
+def _metric_values(rng: np.random.Generator, metric: contract.Metric, q: np.ndarray) -> np.ndarray:
+    """Per-sample values of one metric for per-sample answer qualities `q`."""
+    kind, *args = _shape(metric)
+    if kind == "rate":
+        return (rng.random(len(q)) < q * args[0]).astype(float)
+    if kind == "cost":
+        return args[0] * np.exp(0.6 * (0.5 - q)) * rng.lognormal(0, 0.05, len(q))
+    if kind == "loglikelihood":
+        return -(40.0 + 60.0 * (1 - q)) + rng.normal(0, 3, len(q))
+    scale, offset = args
+    return np.clip(q * scale * (1 - offset) + offset + rng.normal(0, 0.04, len(q)), 0, 1)
+
+
+def _docs(rng: np.random.Generator, n: int) -> tuple[list[dict], list[dict]]:
+    """Marine documents (every task but retention's) and general-knowledge documents."""
+    marine = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        q, ref = _question(rng, topic, i)
+        marine.append({"id": f"mq-{i:05d}", "topic": topic, "question": q, "reference": ref})
+    general = [
+        {
+            "id": f"ret-{i:04d}",
+            "topic": "general",
+            "question": f"What is the capital of country number {i}?",
+            "reference": f"The capital of country number {i} is City {i}.",
+        }
+        for i in range(max(8, n // 5))
+    ]
+    return marine, general
+
+
+def _model_records(
+    rng: np.random.Generator,
+    name: str,
+    gain: float | None,
+    task_docs: dict[str, list[dict]],
+    base_quality: dict[str, np.ndarray],
+    hostile: bool,
+) -> list[dict[str, Any]]:
+    """One score record per registered task and document: the base's answer quality, shifted
+    for an adapter by its `gain` (a loss on forgetting tasks; None: the base itself), paired
+    document by document."""
+    records = []
+    for task, docs in task_docs.items():
+        q = base_quality[task]
+        if gain is not None:
+            shift = -abs(gain) / 3 if task in _FORGETTING_TASKS else gain
+            q = np.clip(q + shift + rng.normal(0, 0.03, len(docs)), 0, 1)
+        values = {m.name: _metric_values(rng, m, q) for m in contract.metrics_of(task)}
+        for d_i, doc in enumerate(docs):
+            prediction = None
+            if task in contract.GENERATION_TASKS:
+                prediction = _answer(rng, doc["reference"], float(q[d_i]))
+                if hostile and gain is not None and d_i < len(_HOSTILE):
+                    prediction = _HOSTILE[d_i]
+            record = contract.ScoreRecord(
+                model=name,
+                task=task,
+                doc_id=d_i,
+                id=doc["id"],
+                topic=doc["topic"],
+                question=doc["question"],
+                reference=doc["reference"],
+                prediction=prediction,
+                metrics={k: round(float(v[d_i]), 4) for k, v in values.items()},
+            )
+            records.append(record.to_json())
+    return records
 
 
 def write_adapter(adapters_root: Path, name: str, seed: int, steps: int = 60) -> Path:
-    """An adapter folder with README.md card and train_metrics.json (no weights: the site needs none)."""
+    """An adapter folder with its card and train_metrics.json (no weights: the site needs none)."""
     rng = np.random.default_rng(seed)
     folder = Path(adapters_root) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +193,7 @@ def write_adapter(adapters_root: Path, name: str, seed: int, steps: int = 60) ->
     total = 134_515_008 + trainable
     config = {
         "name": name,
-        "base_model": "smollm2-135m-instruct",
+        "base_model": DEFAULT_MODEL,
         "lora": {"r": r, "alpha": 2 * r, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
         "quantization": quant,
         "epochs": epochs,
@@ -125,7 +207,7 @@ def write_adapter(adapters_root: Path, name: str, seed: int, steps: int = 60) ->
         "config_name": name,
         "config": config,
         "config_hash": f"{seed:064x}",
-        "base_model": "smollm2-135m-instruct",
+        "base_model": DEFAULT_MODEL,
         "base_model_hub_id": "HuggingFaceTB/SmolLM2-135M-Instruct",
         "dataset_path": "build/dataset",
         "dataset_hash": "d" * 64,
@@ -159,7 +241,9 @@ def write_adapter(adapters_root: Path, name: str, seed: int, steps: int = 60) ->
         "dtype": "bfloat16",
         "epochs": epochs,
     }
-    (folder / "train_metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (folder / adapter_contract.TRAIN_METRICS_FILE).write_text(
+        json.dumps(metrics, indent=2), encoding="utf-8"
+    )
     card = (
         "---\nlibrary_name: peft\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\n---\n"
         f"# {name}\n\nA LoRA adapter (r={r}) for SmolLM2-135M-Instruct trained on MarineBench.\n\n"
@@ -167,13 +251,14 @@ def write_adapter(adapters_root: Path, name: str, seed: int, steps: int = 60) ->
         f"| rank | {r} |\n| epochs | {epochs} |\n\n"
         "<script>alert('card')</script> must render as text.\n"
     )
-    (folder / "README.md").write_text(card, encoding="utf-8")
+    (folder / adapter_contract.CARD_FILE).write_text(card, encoding="utf-8")
     return folder
 
 
 def _lm_eval_results(
-    model_args: str, name: str, n: int, summary_model: dict[str, Any], rng: np.random.Generator
+    model_args: str, name: str, n_samples: dict[str, int], summary_model: dict[str, Any]
 ) -> dict[str, Any]:
+    """results.json as lm-eval's tracker writes it, its means and stderrs from the summary."""
     results: dict[str, Any] = {}
     for task, metrics in summary_model.items():
         row: dict[str, Any] = {"alias": task}
@@ -181,24 +266,8 @@ def _lm_eval_results(
             row[f"{metric},none"] = v["mean"]
             row[f"{metric}_stderr,none"] = (v["ci_high"] - v["ci_low"]) / 3.92
         results[task] = row
-    ppl = float(rng.uniform(18, 40))
-    results["marine_qa_ppl"].update(
-        {
-            "word_perplexity,none": ppl,
-            "word_perplexity_stderr,none": "N/A",
-            "byte_perplexity,none": float(np.exp(np.log(ppl) / 4.6)),
-            "byte_perplexity_stderr,none": "N/A",
-        }
-    )
     tasks = sorted(results)
-    hib = {
-        t: {
-            m.split(",")[0]: "perplexity" not in m and "bits" not in m
-            for m in results[t]
-            if "," in m and "_stderr" not in m
-        }
-        for t in tasks
-    }
+    hib = {t: {m: not contract.lower_is_better(m) for m in summary_model[t]} for t in tasks}
     return {
         "results": results,
         "groups": {},
@@ -210,7 +279,7 @@ def _lm_eval_results(
         "versions": {t: 1.0 for t in tasks},
         "n-shot": {t: 0 for t in tasks},
         "higher_is_better": hib,
-        "n-samples": {t: {"original": n, "effective": n} for t in tasks},
+        "n-samples": {t: {"original": n_samples[t], "effective": n_samples[t]} for t in tasks},
         "config": {
             "model": "hf",
             "model_args": model_args,
@@ -239,7 +308,7 @@ def write_results_run(
     results_root: Path,
     adapters: list[tuple[str, Path | None]],
     *,
-    run: str = "smollm2-135m-instruct",
+    run: str = DEFAULT_MODEL,
     n_samples: int = 40,
     seed: int = 0,
     hostile: bool = False,
@@ -248,138 +317,37 @@ def write_results_run(
     """One results folder: base + `adapters` [(name, adapter folder)], every contract file."""
     rng = np.random.default_rng(seed)
     out = Path(results_root) / run
-    (out / "lm_eval").mkdir(parents=True, exist_ok=True)
-    n = n_samples
-    n_ret = max(8, n // 5)
-    docs = []
-    for i in range(n):
-        topic = TOPICS[i % len(TOPICS)]
-        q, ref = _question(rng, topic, i)
-        docs.append({"id": f"mq-{i:05d}", "topic": topic, "question": q, "reference": ref})
-    ret_docs = [
-        {
-            "id": f"ret-{i:04d}",
-            "topic": "general",
-            "question": f"What is the capital of country number {i}?",
-            "reference": f"The capital of country number {i} is City {i}.",
-        }
-        for i in range(n_ret)
-    ]
-    idx = rng.integers(0, n, (n_resamples, n))
-    ridx = rng.integers(0, n_ret, (n_resamples, n_ret))
-    flips = rng.choice([-1.0, 1.0], (n_resamples, n))
-    rflips = rng.choice([-1.0, 1.0], (n_resamples, n_ret))
-    models = [("base", None)] + list(adapters)
-    per_model: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    base_qa = _metric_block(rng, n, 0.05)
-    base_ret = _metric_block(rng, n_ret, 0.25)
-    base_mc = (rng.random(n) < 0.32).astype(float)
-    base_bpb = rng.normal(1.25, 0.15, n)
-    summary: dict[str, Any] = {"run": run, "base": "base", "models": {}, "comparisons": {}}
-    scores_lines: list[str] = []
-    for m_i, (name, _folder) in enumerate(models):
-        if name == "base":
-            qa, ret, mc, bpb = base_qa, base_ret, base_mc, base_bpb
-        else:
-            gain = float(rng.normal(0.04, 0.03))
-            qa = {
-                k: np.clip(v + (gain if k != "exact_match" else 0) + rng.normal(0, 0.03, n), 0, 1)
-                for k, v in base_qa.items()
-            }
-            qa["exact_match"] = np.maximum(
-                base_qa["exact_match"], (rng.random(n) < 0.02 + max(gain, 0)).astype(float)
-            )
-            ret = {
-                k: np.clip(v - abs(gain) / 3 + rng.normal(0, 0.03, n_ret), 0, 1)
-                for k, v in base_ret.items()
-            }
-            ret["exact_match"] = base_ret["exact_match"].copy()
-            mc = np.where(rng.random(n) < 0.15 + gain, 1.0, base_mc)
-            bpb = base_bpb - gain * 2 + rng.normal(0, 0.05, n)
-        per_model[name] = {"marine_qa": qa, "retention_qa": ret}
-        block: dict[str, dict[str, Any]] = {}
-        for task, arrays, ix in (("marine_qa", qa, idx), ("retention_qa", ret, ridx)):
-            block[task] = {}
-            for metric, x in arrays.items():
-                lo, hi = _bootstrap(x, ix)
-                block[task][metric] = {
-                    "mean": float(x.mean()),
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "n": len(x),
-                }
-        lo, hi = _bootstrap(mc, idx)
-        block["marine_mc"] = {
-            "acc": {"mean": float(mc.mean()), "ci_low": lo, "ci_high": hi, "n": n},
-            "acc_norm": {
-                "mean": float(mc.mean()) + 0.01,
-                "ci_low": lo + 0.01,
-                "ci_high": hi + 0.01,
-                "n": n,
-            },
-        }
-        lo, hi = _bootstrap(bpb, idx)
-        block["marine_qa_ppl"] = {
-            "bits_per_byte": {"mean": float(bpb.mean()), "ci_low": lo, "ci_high": hi, "n": n}
-        }
-        summary["models"][name] = block
-        if name != "base":
-            comp: dict[str, dict[str, Any]] = {}
-            pairs = [
-                ("marine_qa", qa, base_qa, idx, flips),
-                ("retention_qa", ret, base_ret, ridx, rflips),
-                ("marine_mc", {"acc": mc}, {"acc": base_mc}, idx, flips),
-                ("marine_qa_ppl", {"bits_per_byte": bpb}, {"bits_per_byte": base_bpb}, idx, flips),
-            ]
-            for task, arrays, base_arrays, ix, fl in pairs:
-                comp[task] = {}
-                for metric, x in arrays.items():
-                    diff = x - base_arrays[metric]
-                    lo, hi = _bootstrap(diff, ix)
-                    comp[task][metric] = {
-                        "delta": float(diff.mean()),
-                        "ci_low": lo,
-                        "ci_high": hi,
-                        "p_value": _sign_flip_p(diff, fl),
-                        "test": "paired sign-flip permutation",
-                    }
-            summary["comparisons"][name] = comp
-        for task, task_docs, arrays in (("marine_qa", docs, qa), ("retention_qa", ret_docs, ret)):
-            for d_i, doc in enumerate(task_docs):
-                quality = float(arrays["rougeL"][d_i])
-                pred = _answer(rng, doc["reference"], quality)
-                if hostile and name != "base" and d_i < len(_HOSTILE):
-                    pred = _HOSTILE[d_i]
-                line = {
-                    "model": name,
-                    "task": task,
-                    "doc_id": d_i,
-                    "id": doc["id"],
-                    "topic": doc["topic"],
-                    "question": doc["question"],
-                    "reference": doc["reference"],
-                    "prediction": pred,
-                    "metrics": {k: round(float(v[d_i]), 4) for k, v in arrays.items()},
-                }
-                scores_lines.append(json.dumps(line, ensure_ascii=False))
-        folder = Path(models[m_i][1]) if models[m_i][1] else None
-        model_args = "pretrained=build/models/smollm2-135m-instruct" + (
+    marine, general = _docs(rng, n_samples)
+    task_docs = {t: general if t in _FORGETTING_TASKS else marine for t in contract.task_names()}
+    base_quality = {
+        t: np.clip(rng.beta(2, 5, len(docs)) + (0.25 if t in _FORGETTING_TASKS else 0.05), 0, 1)
+        for t, docs in task_docs.items()
+    }
+    models = [(contract.BASE, None), *adapters]
+    scores: dict[str, list[dict[str, Any]]] = {}
+    for name, _folder in models:
+        gain = None if name == contract.BASE else float(rng.normal(0.04, 0.03))
+        scores[name] = _model_records(rng, name, gain, task_docs, base_quality, hostile)
+    summary = build_summary(run, scores, BootstrapSettings(n_resamples=n_resamples, seed=seed))
+    n_docs = {t: len(docs) for t, docs in task_docs.items()}
+    for name, folder in models:
+        model_args = f"pretrained=build/models/{DEFAULT_MODEL}" + (
             f",peft=build/adapters/{name}" if folder else ""
         )
-        lm = _lm_eval_results(model_args, name, n, block, rng)
-        (out / "lm_eval" / name).mkdir(parents=True, exist_ok=True)
-        (out / "lm_eval" / name / "results.json").write_text(
+        lm = _lm_eval_results(model_args, name, n_docs, summary["models"][name])
+        lm_dir = contract.lm_eval_dir(out, name)
+        lm_dir.mkdir(parents=True, exist_ok=True)
+        (lm_dir / contract.LM_EVAL_RESULTS_FILE).write_text(
             json.dumps(lm, indent=2, ensure_ascii=False), encoding="utf-8"
         )
-    summary["bootstrap"] = {"n_resamples": n_resamples, "seed": seed, "confidence": 0.95}
     manifest = {
         "run": run,
-        "base_model": "smollm2-135m-instruct",
-        "base_model_path": "build/models/smollm2-135m-instruct",
+        "base_model": DEFAULT_MODEL,
+        "base_model_path": f"build/models/{DEFAULT_MODEL}",
         "dataset_path": "build/dataset",
         "dataset_hash": "d" * 64,
         "created": "2026-01-01T00:00:00+00:00",
-        "tasks": ["marine_qa", "marine_qa_ppl", "marine_mc", "retention_qa"],
+        "tasks": sorted(contract.task_names()),
         "generation": {"max_new_tokens": 128, "batch_size": 8, "do_sample": False},
         "models": [
             {
@@ -390,26 +358,28 @@ def write_results_run(
             for i, (name, folder) in enumerate(models)
         ],
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "scores.jsonl").write_text("\n".join(scores_lines) + "\n", encoding="utf-8")
+    (out / contract.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    (out / contract.SUMMARY_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    lines = [json.dumps(r, ensure_ascii=False) for rows in scores.values() for r in rows]
+    (out / contract.SCORES_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    copy_training_records(out, {name: Path(folder) for name, folder in adapters if folder})
     return out
 
 
 def write_dataset(
     dataset_root: Path, per_split: tuple[int, int, int] = (80, 10, 10), seed: int = 0
 ) -> Path:
-    """A dataset folder: data/{train,validation,test}-00000-of-00001.parquet, README.md, build_report.json."""
+    """A dataset folder: one parquet file per split, the card and the build report."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
     root = Path(dataset_root)
-    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / dataset_contract.DATA_DIR).mkdir(parents=True, exist_ok=True)
     counts = {}
     k = 0
-    for split, size in zip(("train", "validation", "test"), per_split, strict=True):
-        rows = {c: [] for c in ("id", "topic", "difficulty", "question", "answer", "source")}
+    for split, size in zip(dataset_contract.SPLITS, per_split, strict=True):
+        rows = {c: [] for c in dataset_contract.COLUMNS}
         for _ in range(size):
             topic = TOPICS[int(rng.integers(len(TOPICS)))]
             q, a = _question(rng, topic, k)
@@ -420,7 +390,7 @@ def write_dataset(
             rows["answer"].append(a)
             rows["source"].append("curated")
             k += 1
-        pq.write_table(pa.table(rows), root / "data" / f"{split}-00000-of-00001.parquet")
+        pq.write_table(pa.table(rows), dataset_contract.split_file(root, split))
         counts[split] = size
     report = {
         "build_hash": "b" * 64,
@@ -439,8 +409,10 @@ def write_dataset(
         ],
         "counts": counts,
     }
-    (root / "build_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (root / "README.md").write_text(
+    (root / dataset_contract.BUILD_REPORT_FILE).write_text(
+        json.dumps(report, indent=2), encoding="utf-8"
+    )
+    (root / dataset_contract.CARD_FILE).write_text(
         "---\nlicense: cc-by-4.0\nlanguage: [en]\n---\n# MarineBench Q&A\n\n"
         "Curated marine-biology question/answer pairs.\n\n## Splits\n\n"
         "| split | rows |\n|---|---|\n"

@@ -26,7 +26,51 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="auto, cpu, cuda (overrides the config)")
     p.add_argument("--dtype", default=None, help="auto, bf16, fp16, fp32 (overrides the config)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, stage_key=stage_key)
+
+
+def _config(args: argparse.Namespace):
+    from benchmark.train.config import (
+        load_config,
+        resolve_config_arg,
+        with_env_overrides,
+        with_overrides,
+    )
+
+    return with_overrides(  # flags > MARINEBENCH_DEVICE/_DTYPE > the file
+        with_env_overrides(load_config(resolve_config_arg(args.config))),
+        dataset=args.dataset,
+        max_steps=args.max_steps,
+        epochs=args.epochs,
+        device=args.device,
+        dtype=args.dtype,
+    )
+
+
+def stage_key(args: argparse.Namespace):
+    """The adapter folder and everything that decides it: the recipe (config with overrides),
+    the training split's content, the base weights, the placement asked for, and the code and
+    packages the trainer runs on."""
+    import os
+    from pathlib import Path
+
+    from benchmark import paths
+    from benchmark.fingerprint import folder_digest, model_fingerprint, stage_key
+    from benchmark.models import weights_location
+
+    if args.plan:
+        return None  # --plan writes nothing: not a stage run
+    config = _config(args)
+    out = Path(args.output) if args.output else paths.adapters_dir() / config.name
+    dataset = Path(config.dataset).expanduser() if config.dataset else paths.dataset_dir()
+    inputs = {
+        "config": config.to_dict(),
+        "dataset": folder_digest(dataset / "data"),
+        "model": model_fingerprint(weights_location(config.model)),
+        "resume": args.resume,
+        "env": {k: os.environ.get(k) for k in ("MARINEBENCH_DEVICE", "MARINEBENCH_DTYPE")},
+    }
+    return stage_key(out, ["benchmark.train.cli"], inputs, numeric=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -37,16 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     # nf4 CPU path works without it, so the warning only alarms users.
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
-    from benchmark.train.config import load_config, resolve_config_arg, with_overrides
-
-    config = with_overrides(
-        load_config(resolve_config_arg(args.config)),
-        dataset=args.dataset,
-        max_steps=args.max_steps,
-        epochs=args.epochs,
-        device=args.device,
-        dtype=args.dtype,
-    )
+    config = _config(args)
     if args.plan:
         return _plan(config)
     from benchmark.train.trainer import train

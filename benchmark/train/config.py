@@ -6,12 +6,14 @@ Every knob has a default; unknown keys and bad values raise UserError naming the
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from benchmark.contracts.base_model import DEFAULT_MODEL
 from benchmark.errors import UserError
 from benchmark.hashing import sha256_json
 
@@ -39,7 +41,7 @@ class TrainConfig:
     """One adapter's recipe. `name` names the output folder build/adapters/<name>/."""
 
     name: str
-    model: str = "smollm2-135m-instruct"
+    model: str = DEFAULT_MODEL
     dataset: str | None = None  # None: build/dataset (moved by MARINEBENCH_BUILD)
     quantization: str | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -237,6 +239,27 @@ def resolve_config_arg(value: str) -> Path:
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
     return CONFIGS_DIR / f"{value}.yaml"
+
+
+# Environment variables that set a run's placement (see benchmark/device.py).
+ENV_OVERRIDES = {"device": "MARINEBENCH_DEVICE", "dtype": "MARINEBENCH_DTYPE"}
+_DTYPE_ALIASES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}  # device.py takes both
+
+
+def with_env_overrides(config: TrainConfig) -> TrainConfig:
+    """A copy with MARINEBENCH_DEVICE / MARINEBENCH_DTYPE in place of the file's values.
+
+    Precedence for a run: CLI flag (with_overrides, applied after this) > environment variable >
+    the config's value > "auto" (benchmark.device measures). Unset or "auto" variables change
+    nothing, so a config's `dtype: auto` never hides the environment's choice.
+    """
+    for key, var in ENV_OVERRIDES.items():
+        value = os.environ.get(var)
+        if value and value != "auto":
+            value = _DTYPE_ALIASES.get(value, value) if key == "dtype" else value
+            config = dataclasses.replace(config, **{key: value})
+            _check_values(config, f"environment variable {var}")
+    return config
 
 
 def with_overrides(config: TrainConfig, **changes: Any) -> TrainConfig:

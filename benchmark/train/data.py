@@ -9,20 +9,19 @@ from pathlib import Path
 
 import torch
 
+from benchmark.contracts.dataset import (
+    COLUMNS,  # noqa: F401 (bench/train.py imports it here)
+    QA_COLUMNS,
+    split_file,
+)
 from benchmark.errors import UserError
 from benchmark.hashing import sha256_tree
 
-SPLITS = ("train", "validation", "test")
-COLUMNS = ("id", "topic", "difficulty", "question", "answer", "source")
 IGNORE = -100
 
 
 class DatasetError(UserError):
     """The dataset folder is missing, malformed or has no training examples."""
-
-
-def split_file(root: Path, split: str) -> Path:
-    return root / "data" / f"{split}-00000-of-00001.parquet"
 
 
 def check_dataset(root: Path) -> None:
@@ -45,7 +44,7 @@ def read_split(root: Path, split: str) -> list[dict]:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise DatasetError(f"{path} is not a readable parquet file: {exc}") from exc
-    missing = [c for c in ("question", "answer") if c not in frame.columns]
+    missing = [c for c in QA_COLUMNS if c not in frame.columns]
     if missing:
         raise DatasetError(f"{path} lacks column(s) {', '.join(missing)}")
     return frame.to_dict("records")

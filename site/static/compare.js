@@ -35,7 +35,7 @@
     var t = data.tasks[taskSel.value];
     metricSel.textContent = "";
     t.metrics.forEach(function (m, i) { option(metricSel, String(i), m + (t.higher[i] ? "" : " (lower is better)")); });
-    var pref = t.metrics.indexOf("rougeL");
+    var pref = t.metrics.indexOf(data.primary);
     metricSel.value = String(pref >= 0 ? pref : 0);
     var topics = {};
     t.rows.forEach(function (r) { topics[r[1]] = (topics[r[1]] || 0) + 1; });

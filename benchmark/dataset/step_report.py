@@ -1,4 +1,4 @@
-"""What each pipeline step kept and dropped, and why: recorded in build_report.json and printed."""
+"""What each dataset build step kept and dropped, and why: for build_report.json and the console."""
 
 from __future__ import annotations
 
@@ -18,6 +18,17 @@ class StepReport:
         if detail:
             item["detail"] = detail
         self.dropped.append(item)
+
+    def keep(self, records: list, reasons: list[tuple[str, str] | None]) -> list:
+        """The records with no (reason, detail) against them; the others are recorded as dropped."""
+        kept = []
+        for rec, why in zip(records, reasons, strict=True):
+            if why:
+                self.drop(rec.id, *why)
+            else:
+                kept.append(rec)
+        self.kept = len(kept)
+        return kept
 
     def to_dict(self) -> dict:
         reasons = Counter(d["reason"] for d in self.dropped)

@@ -1,4 +1,5 @@
-"""What the dataset page shows: card, split sizes, topic counts, builder steps, sample rows."""
+"""The dataset page's content, read from the dataset folder (benchmark/contracts/dataset.py):
+card, split sizes, topic counts, builder steps and sample rows."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchmark.contracts.dataset import (
+    BUILD_REPORT_FILE,
+    CARD_FILE,
+    COLUMNS,
+    SPLITS,
+    split_glob,
+)
 from benchmark.errors import UserError
 from benchmark.leaderboard import svg
 from benchmark.leaderboard.ingest import read_json
 from benchmark.leaderboard.markdown import render_markdown
 
-SPLITS = ("train", "validation", "test")
 SAMPLE_ROWS = 12
-COLUMNS = ("id", "topic", "difficulty", "question", "answer", "source")
 
 
 def _step_view(i: int, step: Any) -> dict[str, Any]:
@@ -39,7 +45,7 @@ def _step_view(i: int, step: Any) -> dict[str, Any]:
     return {"name": name, "dropped": dropped, "kept": kept, "details": details}
 
 
-def load_dataset_view(root: Path) -> dict[str, Any] | None:
+def dataset_page_view(root: Path) -> dict[str, Any] | None:
     """None when there is no dataset folder; each missing part is reported on the page instead."""
     import pyarrow.parquet as pq
 
@@ -47,14 +53,14 @@ def load_dataset_view(root: Path) -> dict[str, Any] | None:
     if not root.is_dir():
         return None
     view: dict[str, Any] = {"card": None, "report": None, "splits": [], "topics": [], "sample": []}
-    if (root / "README.md").is_file():
+    if (root / CARD_FILE).is_file():
         view["card"] = render_markdown(
-            (root / "README.md").read_text(encoding="utf-8", errors="replace")
+            (root / CARD_FILE).read_text(encoding="utf-8", errors="replace")
         )
-    if (root / "build_report.json").is_file():
-        report = read_json(root / "build_report.json")
+    if (root / BUILD_REPORT_FILE).is_file():
+        report = read_json(root / BUILD_REPORT_FILE)
         if not isinstance(report, dict):
-            raise UserError(f"{root / 'build_report.json'}: expected a JSON object")
+            raise UserError(f"{root / BUILD_REPORT_FILE}: expected a JSON object")
         steps = report.get("steps") if isinstance(report.get("steps"), list) else []
         counts = report.get("counts") if isinstance(report.get("counts"), dict) else {}
         view["report"] = {
@@ -66,7 +72,7 @@ def load_dataset_view(root: Path) -> dict[str, Any] | None:
     topics: Counter[str] = Counter()
     per_split_topics: dict[str, Counter[str]] = {}
     for split in SPLITS:
-        files = sorted((root / "data").glob(f"{split}-*.parquet"))
+        files = sorted(root.glob(f"{split_glob(split)}.parquet"))
         if not files:
             continue
         rows = 0

@@ -6,7 +6,7 @@ import pytest
 
 from benchmark.errors import UserError
 from benchmark.leaderboard.synthetic import write_tree
-from benchmark.report import END, START, render_section, replace_section
+from benchmark.readme_results import END, START, render_section, replace_section
 
 
 def test_section_has_every_model_metric_and_training_cost(build_root):
