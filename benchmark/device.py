@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 DEVICE_ENV = "MARINEBENCH_DEVICE"
 DTYPE_ENV = "MARINEBENCH_DTYPE"
+#: what "auto" means on this CPU, measured once by `marinebench benchmark` and handed to every
+#: stage it runs, so trainings at 1 thread and evaluations at 2 agree (explicit values still win)
+AUTO_DTYPE_ENV = "MARINEBENCH_AUTO_DTYPE"
 
 _DTYPES = {
     "bf16": torch.bfloat16,
@@ -337,6 +340,15 @@ def choose_placement(device: str | None = None, dtype: str | None = None) -> Pla
         return Placement(device, chosen, "cuda rule: bf16 where supported, else fp16")
     if cpu_dtype_candidates() == ["fp32"]:
         return Placement(device, torch.float32, "cpu without native bf16: fp32")
+    if pinned := os.environ.get(AUTO_DTYPE_ENV):
+        try:
+            return Placement(
+                device,
+                parse_dtype(pinned),
+                f"auto, as the pipeline measured it once ({AUTO_DTYPE_ENV})",
+            )
+        except ValueError as exc:
+            raise ValueError(f"{AUTO_DTYPE_ENV}: {exc}") from None
     probe = probe_cpu_dtype()
     return Placement(device, parse_dtype(probe["choice"]), "measured by the cpu probe", probe)
 

@@ -32,6 +32,9 @@ from benchmark.hashing import sha256_file, sha256_json, sha256_tree
 FINGERPRINT_FILE = "fingerprint.json"
 #: top-level names of the project's own importable code, followed through the import graph
 PROJECT_PACKAGES = ("benchmark",)
+#: environment variables that decide a numeric stage's device and dtype (device.py reads them;
+#: named here as text so that computing a fingerprint never imports torch)
+PLACEMENT_ENV = ("MARINEBENCH_DEVICE", "MARINEBENCH_DTYPE", "MARINEBENCH_AUTO_DTYPE")
 _DIGESTS_FILE = ".file_digests.json"
 _LOCK = threading.Lock()
 
@@ -98,6 +101,14 @@ def _imports(path: Path, root: Path) -> tuple[set[str], set[str]]:
             add(base)
             for alias in node.names:  # `from benchmark import paths` imports a module
                 add(f"{base}.{alias.name}")
+        elif (  # importlib.import_module("benchmark.x") with a literal name
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            add(node.args[0].value)
     return project, {name.split(".")[0] for name in other}
 
 

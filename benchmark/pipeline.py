@@ -276,6 +276,24 @@ def _run_concurrently(
     return done
 
 
+def _pin_auto_dtype() -> None:
+    """Measure what "auto" means on this CPU once, and hand it to every stage through the
+    environment: trainings at 1 thread and the evaluation at 2 then use one dtype, and the choice
+    is part of every numeric stage's fingerprint (a different choice reruns them)."""
+    from benchmark.device import (
+        AUTO_DTYPE_ENV,
+        choose_placement,
+        cpu_dtype_candidates,
+        describe_choice,
+    )
+
+    if os.environ.get(AUTO_DTYPE_ENV) or cpu_dtype_candidates() == ["fp32"]:
+        return
+    placement = choose_placement("cpu", "auto")
+    os.environ[AUTO_DTYPE_ENV] = placement.dtype_name
+    print(f"[benchmark] auto dtype on this CPU: {describe_choice(placement.record())}", flush=True)
+
+
 def _run(args: argparse.Namespace) -> int:
     profile = PROFILES[args.profile]
     if profile["needs_cuda"]:
@@ -332,6 +350,8 @@ def _run(args: argparse.Namespace) -> int:
         if not stage.cached and not args.dry_run:
             execute(stage)
 
+    if not profile["needs_cuda"]:
+        _pin_auto_dtype()
     if not args.dry_run:
         # The default model is converted once up front, so parallel trainings never race on it.
         from benchmark.models import model_path
@@ -416,32 +436,40 @@ def _write_record(path: Path, profile: str, stages: list[Stage], started: float,
     return total
 
 
-#: the four metrics the README's recipe notes judge a recipe by (the terminal table's columns)
-HEADLINE = ("rougeL", "bertscore_f1", "token_f1", "tfidf_cosine")
-
-
 def _print_summary(summary_path: Path) -> None:
+    """Recall and transfer side by side (docs/protocol.md): per model and primary metric, the
+    mean and, for an adapter, its change against the base with the paired p-value."""
     from rich.console import Console
     from rich.table import Table
+
+    from benchmark.contracts.protocol import PRIMARY_METRICS, PRIMARY_SETS
 
     if not summary_path.is_file():
         return
     summary = json.loads(summary_path.read_text())
-    table = Table(title="marine_qa (test split): mean [95% CI], delta vs base (paired p)")
+    sets = [
+        (claim, task)
+        for claim, task in PRIMARY_SETS
+        if any(task in tasks for tasks in summary["models"].values())
+    ]
+    title = " | ".join(f"{claim} ({task})" for claim, task in sets)
+    table = Table(title=f"{title}: mean; change vs base (paired p)")
     table.add_column("model")
-    for metric in HEADLINE:
-        table.add_column(metric)
+    for claim, _task in sets:
+        for metric in PRIMARY_METRICS:
+            table.add_column(f"{claim}\n{metric}")
     for model, tasks in summary["models"].items():
         row = [model]
-        for metric in HEADLINE:
-            stat = tasks.get("marine_qa", {}).get(metric)
-            if not stat:
-                row.append("-")
-                continue
-            cell = f"{stat['mean']:.3f} [{stat['ci_low']:.3f}, {stat['ci_high']:.3f}]"
-            comp = summary.get("comparisons", {}).get(model, {}).get("marine_qa", {}).get(metric)
-            if comp:
-                cell += f"\n{comp['delta']:+.3f} (p={comp['p_value']:.3g})"
-            row.append(cell)
+        for _claim, task in sets:
+            for metric in PRIMARY_METRICS:
+                stat = tasks.get(task, {}).get(metric)
+                if not stat:
+                    row.append("-")
+                    continue
+                cell = f"{stat['mean']:.3f}"
+                comp = summary.get("comparisons", {}).get(model, {}).get(task, {}).get(metric)
+                if comp:
+                    cell += f" {comp['delta']:+.3f}\np={comp['p_value']:.2g}"
+                row.append(cell)
         table.add_row(*row)
-    Console(width=140).print(table)
+    Console(width=160).print(table)

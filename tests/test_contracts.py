@@ -8,6 +8,7 @@ import re
 import shutil
 
 from benchmark.contracts import results as contract
+from benchmark.contracts.protocol import PRIMARY_METRICS, PRIMARY_SETS
 from benchmark.leaderboard.render import build_site
 from benchmark.leaderboard.synthetic import write_tree
 
@@ -21,14 +22,22 @@ NINTH = contract.Metric(
 
 
 def _index_headers(index: str) -> list[tuple[str, str, str]]:
-    """(task, metric, direction) of every metric column of the leaderboard, in order."""
-    return re.findall(r'<span class="task">([^<]+)</span> ([^ <]+) <span class="dir">([↑↓])', index)
+    """(task, metric, direction) of every metric column of the leaderboard's tables (the
+    headline, then the secondary table), in order; a length column reads (task, "length", "·")."""
+    return [
+        (task, "length" if "answer length" in rest else metric, arrow)
+        for task, metric, rest, arrow in re.findall(
+            r'data-task="([^"]+)"[^>]*><button type="button" class="sort" title="[^ ]+ ?([^ :"]*)'
+            r'([^"]*)">.*?<span class="dir">([↑↓·])',
+            index,
+        )
+    ]
 
 
 def test_a_ninth_metric_registered_once_reaches_the_summary_and_every_page(tmp_path, monkeypatch):
     generation_metrics = len(contract.metrics_of("marine_qa"))
     monkeypatch.setattr(contract, "METRICS", (*contract.METRICS, NINTH))
-    assert len(contract.metrics_of("marine_qa")) == generation_metrics + 1 == 9
+    assert len(contract.metrics_of("marine_qa")) == generation_metrics + 1
 
     paths = write_tree(tmp_path, n_adapters=2, n_samples=16)
     records = [json.loads(line) for line in (paths["run"] / contract.SCORES_FILE).open()]
@@ -48,14 +57,26 @@ def test_a_ninth_metric_registered_once_reaches_the_summary_and_every_page(tmp_p
     assert info["columns"] == ours
     index = (site / "index.html").read_text()
     headers = _index_headers(index)
-    for task in contract.task_names():  # columns in registry order, each with its direction
-        assert [(m, d) for t, m, d in headers if t == task] == [
-            (m.name, "↓" if m.lower_is_better else "↑") for m in contract.metrics_of(task)
-        ]
+    arrow = {True: "↓", False: "↑", None: "·"}
+    headline = dict(PRIMARY_SETS).values()
+    for task in contract.task_names():  # every column once, each with its direction
+        shown = [(m, d) for t, m, d in headers if t == task]
+        registered = [(m.name, arrow[m.lower_is_better]) for m in contract.metrics_of(task)]
+        if task in headline:  # the primary metrics and the length first, then the rest in order
+            length = [(m, d) for m, d in registered if m in ("answer_words", "length_ratio")]
+            first = [(m, d) for m, d in registered if m in PRIMARY_METRICS]
+            rest = [(m, d) for m, d in registered if (m, d) not in first + length]
+            assert shown == first + [("length", "·")] + rest
+        else:
+            assert shown == registered
+        if task in contract.GENERATION_TASKS:
+            assert (NINTH.name, "↓") in shown
     run = (site / "runs" / "smollm2-lora-r16.html").read_text()
-    assert f'{NINTH.name} <span class="dir">↓' in run
+    assert re.search(f'{NINTH.name} <span class="dir" title="lower is better">↓', run)
     method = (site / "method.html").read_text()
     assert f'<th scope="row">{NINTH.name}</th><td>lower</td><td>{NINTH.meaning}</td>' in method
+    # a metric that describes the answers (their length) is neither better nor worse
+    assert '<th scope="row">answer_words</th><td>neither</td>' in method
     data = (site / "compare" / "smollm2-lora-r16.data.js").read_text()
     payload = json.loads(data.removeprefix("window.MB_COMPARE = ").removesuffix(";\n"))
     qa = payload["tasks"]["marine_qa"]
@@ -69,7 +90,7 @@ def test_the_site_reads_one_results_folder(tmp_path):
     site = tmp_path / "site"
     build_site(paths["results"], site, paths["dataset"])
     index = (site / "index.html").read_text()
-    assert "No adapter has a <code>train_metrics.json</code>" not in index
+    assert "No adapter of this set has a <code>train_metrics.json</code>" not in index
     assert " MB</td>" in index  # efficiency columns
     run = (site / "runs" / "smollm2-lora-r16.html").read_text()
     assert "Tokens seen" in run and '<svg class="chart line"' in run

@@ -9,6 +9,7 @@ import yaml
 from dataset_fixtures import TOPICS, make_record, make_src
 
 from benchmark.cli import main as cli_main
+from benchmark.contracts.dataset import COLUMNS
 from benchmark.dataset.build import build
 from benchmark.dataset.config import BuildConfig
 from benchmark.dataset.records import QARecord
@@ -98,7 +99,14 @@ def test_build_layout_steps_and_load_dataset(src, tmp_path):
     on_disk = json.loads((out / "build_report.json").read_text())
     assert on_disk == report
     steps = {s["name"]: s for s in report["steps"]}
-    assert list(steps) == ["load", "clean", "dedupe", "split", "decontaminate"]
+    assert list(steps) == ["load", "clean", "dedupe", "split", "test_extra", "decontaminate"]
+    # Each step's input is what the one before kept (no hand-written sets here: test_extra is 0).
+    assert steps["clean"]["input"] == steps["load"]["kept"]
+    assert steps["dedupe"]["input"] == steps["clean"]["kept"]
+    assert steps["split"]["input"] == steps["dedupe"]["kept"]
+    assert steps["test_extra"]["input"] == steps["test_extra"]["kept"] == 0
+    assert report["counts"]["test_extra"] == 0 and "recall" not in report["counts"]
+    assert not (out / "data" / "recall-00000-of-00001.parquet").exists()
     assert steps["load"]["kept"] == 3 * 12 + 10
     dropped = {d["id"]: d["reason"] for s in report["steps"] for d in s["dropped_items"]}
     assert dropped["bad-control"] == "chat_control_token"
@@ -172,10 +180,17 @@ def test_card_metadata_and_body(src, tmp_path):
     assert meta["language"] == ["en"]
     assert set(meta["task_categories"]) == {"question-answering", "text-generation"}
     assert meta["size_categories"] == ["n<1K"]
+    assert [c["config_name"] for c in meta["configs"]] == ["default"]  # no recall set here
     files = {d["split"]: d["path"] for d in meta["configs"][0]["data_files"]}
     assert files == {s: f"data/{s}-*" for s in SPLITS}
-    splits = {s["name"]: s["num_examples"] for s in meta["dataset_info"]["splits"]}
+    (info,) = meta["dataset_info"]
+    assert info["config_name"] == "default"
+    assert [f["name"] for f in info["features"]] == list(COLUMNS)
+    splits = {s["name"]: s["num_examples"] for s in info["splits"]}
     assert splits == {s: report["counts"][s] for s in SPLITS}
+    for s in SPLITS:  # each split's content hash is in the card
+        assert f"| {s} | {report['counts'][s]} | `{report['content_sha256'][s]}` |" in body
+    assert "## Hand-written evaluation sets" not in body  # none in this build
     assert report["build_hash"] in body
     assert "| `reef_life` |" in body  # per-topic count table
     assert "near_duplicate_question: 1" in body  # what the dedupe step dropped

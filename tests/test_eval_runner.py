@@ -11,7 +11,7 @@ from eval_helpers import build_tiny_adapter, build_tiny_dataset, build_tiny_rete
 from tiny_model import build_tiny_llama
 
 from benchmark.cli import main as cli_main
-from benchmark.contracts.results import metrics_of
+from benchmark.contracts.results import metrics_of, task_names
 from benchmark.errors import UserError
 from benchmark.evaluation import runner
 from benchmark.evaluation.stats import BootstrapSettings
@@ -73,7 +73,7 @@ def test_results_folder_follows_the_contract(env):
     assert manifest["models"][0] == {**manifest["models"][0], "name": "base", "adapter": None}
     assert [m["name"] for m in manifest["models"]] == ["base", "lora-a", "lora-b"]
     assert all(len(m["adapter_hash"]) == 64 for m in manifest["models"][1:])
-    assert manifest["tasks"] == ["marine_mc", "marine_qa", "marine_qa_ppl", "retention_qa"]
+    assert manifest["tasks"] == sorted(task_names())  # the marine group: every registered task
     assert manifest["dataset_hash"] and manifest["generation"]["max_gen_toks"] == 8
     assert manifest["dtype_choice"] == {
         "device": "cpu",
@@ -89,13 +89,20 @@ def test_results_folder_follows_the_contract(env):
             assert len(lines) == 3 and "doc_hash" in json.loads(lines[0])
 
     rows = _scores(folder)
-    assert len(rows) == 3 * 4 * 3  # models x tasks x docs
+    assert len(rows) == 3 * len(task_names()) * 3  # models x tasks x docs
     keys = {"model", "task", "doc_id", "id", "topic", "question", "reference", "prediction"}
     assert all(keys <= set(r) for r in rows)
     by_task = {r["task"]: set(r["metrics"]) for r in rows}
     assert by_task["marine_qa"] == GEN_METRICS == by_task["retention_qa"]
-    assert by_task["marine_mc"] == {"acc", "acc_norm"}
-    assert {"bits_per_byte", "word_perplexity", "loglikelihood"} <= by_task["marine_qa_ppl"]
+    assert by_task["marine_recall"] == GEN_METRICS
+    assert by_task["marine_mc"] == {"acc", "acc_norm"} == by_task["marine_recall_mc"]
+    for task in ("marine_qa_ppl", "marine_recall_ppl"):
+        assert {"bits_per_byte", "word_perplexity", "loglikelihood"} <= by_task[task]
+    assert {r["id"] for r in rows if r["task"] == "marine_recall"} == {
+        "recall-coral_reefs-0",
+        "recall-coral_reefs-1",
+        "recall-coral_reefs-2",
+    }
 
     summary = json.loads((folder / "summary.json").read_text())
     stat = summary["models"]["base"]["marine_qa"]["rouge1"]

@@ -16,7 +16,9 @@ from benchmark.contracts.adapter import CARD_FILE, TRAIN_METRICS_FILE
 from benchmark.evaluation import runner
 from benchmark.evaluation.stats import BootstrapSettings
 
-SCORERS = ("pair_scores", *scorers.CORPUS_METRICS)
+#: the scorer functions counted: the per-pair scorer, the embedding cosine, and BERTScore's
+#: encoder (every BERTScore metric, full and length-controlled, goes through it)
+SCORERS = ("pair_scores", "embedding_cosine", "_bertscore_pairs")
 #: every task, three documents each, short answers: seconds on the tiny model
 TINY_RUN = {"tasks": ("marine",), "limit": 3, "max_gen_toks": 8, "batch_size": 4, "dtype": "fp32"}
 
@@ -24,7 +26,7 @@ TINY_RUN = {"tasks": ("marine",), "limit": 3, "max_gen_toks": 8, "batch_size": 4
 @pytest.fixture(scope="module")
 def run(tiny_model_dir, tmp_path_factory):
     """Base + one adapter on every task, each scorer call recorded with its (predictions,
-    references) arguments."""
+    references) arguments (BERTScore's memo emptied, so its encoder sees every pair)."""
     root = tmp_path_factory.mktemp("scored-once")
     calls: dict[str, list[tuple]] = {name: [] for name in SCORERS}
 
@@ -32,7 +34,8 @@ def run(tiny_model_dir, tmp_path_factory):
         scorer = getattr(scorers, name)
 
         def wrapper(*args, **kwargs):
-            calls[name].append(args[:2])
+            pairs = args[1:3] if name == "_bertscore_pairs" else args[:2]  # after the model name
+            calls[name].append(pairs)
             return scorer(*args, **kwargs)
 
         return wrapper
@@ -47,6 +50,7 @@ def run(tiny_model_dir, tmp_path_factory):
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MARINEBENCH_BUILD", str(root / "build"))
+        mp.setattr(scorers, "_BERTSCORE_CACHE", {})
         for name in SCORERS:
             mp.setattr(scorers, name, counted(name))
         result = runner.evaluate(str(tiny_model_dir), [adapter], settings, use_cache=False)
@@ -62,13 +66,25 @@ def _generation_pairs(records) -> Counter:
 
 def test_each_sample_is_scored_once_by_each_scorer(run):
     samples = _generation_pairs(run["records"])
-    assert sum(samples.values()) == 2 * 2 * 3  # models x generation tasks x documents
+    n_corpora = 2 * len(contract.GENERATION_TASKS)  # models x generation tasks
+    assert sum(samples.values()) == n_corpora * 3  # x documents
     assert Counter(run["calls"]["pair_scores"]) == samples
-    for name in scorers.CORPUS_METRICS:
-        calls = run["calls"][name]
-        assert len(calls) == 2 * 2  # one call per model and task: the corpus at once
-        scored = Counter(pair for preds, refs in calls for pair in zip(preds, refs, strict=True))
-        assert scored == samples
+    calls = run["calls"]["embedding_cosine"]
+    assert len(calls) == n_corpora  # one call per model and task: the corpus at once
+    assert Counter(pair for preds, refs in calls for pair in zip(preds, refs, strict=True)) == (
+        samples
+    )
+    # BERTScore: each distinct pair, full answer or cut to the reference's length, goes to the
+    # encoder once (for precision, recall, F1 and F1 of the cut answer alike), the cut answers
+    # in the same call as the full ones: at most one call per model and task
+    calls = run["calls"]["_bertscore_pairs"]
+    encoded = Counter(pair for preds, refs in calls for pair in zip(preds, refs, strict=True))
+    assert set(encoded.values()) == {1}
+    answered = [(p, r) for p, r in samples if not scorers.is_empty(p)]
+    cut = {(scorers.cut_to_reference(p, r), r) for p, r in answered}
+    assert set(encoded) == set(answered) | cut
+    assert len(cut - set(answered)) > 0  # some answers were longer than their reference
+    assert 0 < len(calls) <= n_corpora
 
 
 def test_records_hold_the_registered_metrics_with_lm_evals_directions(run):
@@ -81,12 +97,15 @@ def test_records_hold_the_registered_metrics_with_lm_evals_directions(run):
     lm_eval = contract.lm_eval_dir(run["folder"], contract.BASE) / contract.LM_EVAL_RESULTS_FILE
     higher = json.loads(lm_eval.read_text())["higher_is_better"]  # the task YAMLs' declaration
     for task in contract.task_names():
-        assert higher[task] == {m.name: not m.lower_is_better for m in contract.metrics_of(task)}
+        assert higher[task] == {
+            m.name: contract.higher_is_better(m.name) for m in contract.metrics_of(task)
+        }
+    assert higher["marine_qa"]["length_ratio"] is None  # neither direction is better
 
 
 def test_the_runner_reads_the_scores_the_tasks_logged(run):
     model_dir = contract.lm_eval_dir(run["folder"], "lora-a")
-    for task in ("marine_qa", "marine_qa_ppl"):
+    for task in ("marine_qa", "marine_recall", "marine_qa_ppl"):
         logged = [json.loads(line) for line in (model_dir / contract.samples_file(task)).open()]
         ours = {
             r["doc_id"]: r["metrics"]
@@ -95,7 +114,8 @@ def test_the_runner_reads_the_scores_the_tasks_logged(run):
         }
         for sample in logged:
             assert contract.sample_scores(sample) == ours[sample["doc_id"]]
-            assert sample["tfidf_cosine" if task == "marine_qa" else "bits_per_byte"]["score"] >= 0
+            record = "bits_per_byte" if task == "marine_qa_ppl" else "bertscore_f1"
+            assert sample[record]["score"] >= 0
 
 
 def test_each_adapters_training_record_is_copied_into_the_results(run):

@@ -67,6 +67,9 @@ def test_benchmark_runs_every_stage_then_reruns_from_cache(tmp_path, tiny_model_
         assert lines[1].startswith("started, 1 thread(s)"), lines
         assert any(re.match(r"(starting|step \d+/3)", line) for line in lines), lines
         assert re.match(r"done in \d+(\.\d)?s", lines[-1]), lines
+    # then the evaluation says which model it is on, and lm-eval shows its request bars
+    for model in ("base", "tiny-a", "tiny-b"):
+        assert f"evaluating {model} on marine" in first.stderr
     record = json.loads((build / "benchmark.json").read_text())
     names = [s["name"] for s in record["stages"]]
     assert names == ["dataset", "train:tiny-a", "train:tiny-b", "evaluate", "site"]
@@ -136,10 +139,12 @@ def test_code_closure_follows_lazy_and_relative_imports_only(tmp_path):
     (pkg / "data" / "table.json").write_text("{}")
     (pkg / "sub" / "cli.py").write_text(
         "import yaml\nfrom . import helper\n\ndef run():\n    from benchmark import lazy\n"
+        "    importlib.import_module('benchmark.plugin')\n"
     )
     (pkg / "sub" / "helper.py").write_text("import json\nfrom ..deep import thing\n")
     (pkg / "deep.py").write_text("import numpy as np\nthing = 1\n")
     (pkg / "lazy.py").write_text("")
+    (pkg / "plugin.py").write_text("")
     (pkg / "unused.py").write_text("")
     code, modules = code_closure(["benchmark.sub.cli"], root=tmp_path)
     assert set(code) == {
@@ -149,6 +154,7 @@ def test_code_closure_follows_lazy_and_relative_imports_only(tmp_path):
         "benchmark/sub/helper.py",
         "benchmark/deep.py",
         "benchmark/lazy.py",
+        "benchmark/plugin.py",
         "benchmark/data/table.json",
     }
     assert modules == {"yaml", "numpy"}  # json is the standard library's

@@ -12,7 +12,7 @@ import pytest
 from site_fixtures import write_hellaswag_results
 
 from benchmark.leaderboard.render import build_site
-from benchmark.leaderboard.synthetic import write_tree
+from benchmark.leaderboard.synthetic import write_results_run, write_tree
 from benchmark.paths import REPO_ROOT
 
 pytestmark = pytest.mark.browser
@@ -47,10 +47,26 @@ def _need_browser():
     return sync_playwright
 
 
+N_RECALL = 3 * N_SAMPLES // 4  # the synthetic recall split: three quarters as many questions
+MAIN, OTHER = "smollm2-135m-instruct", "my-questions"
+R16 = f"{MAIN}-smollm2-lora-r16"  # the adapter is in both runs, so its pages name the run
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("site-browser")
     paths = write_tree(root, n_adapters=3, n_samples=N_SAMPLES, hostile=True)
+    # the same adapter scored on a user's own questions (`marinebench evaluate --data my.jsonl`)
+    write_results_run(
+        paths["results"],
+        [("smollm2-lora-r16", paths["adapters"] / "smollm2-lora-r16")],
+        run=OTHER,
+        n_samples=16,
+        seed=3,
+        dataset_hash="e" * 64,
+        dataset_source=f"jsonl:{root / 'my.jsonl'}",
+        tasks=("marine_qa", "marine_mc"),
+    )
     write_hellaswag_results(paths["results"] / "external" / "pythia.json")
     out = root / "site"
     build_site(paths["results"], out, paths["dataset"])
@@ -103,11 +119,12 @@ def _url(site: Path, rel: str) -> str:
 
 PAGES = [
     "index.html",
-    "runs/smollm2-lora-r16.html",
-    "runs/base.html",
+    f"runs/{R16}.html",
+    f"runs/{MAIN}-base.html",
+    f"runs/{OTHER}-smollm2-lora-r16.html",
     "runs/EleutherAI-pythia-160m.html",
-    "compare/smollm2-lora-r16.html",
-    "cards/smollm2-lora-r16.html",
+    f"compare/{R16}.html",
+    f"cards/{R16}.html",
     "dataset.html",
     "method.html",
 ]
@@ -120,14 +137,12 @@ def test_pages_load_cleanly_and_are_screenshotted(site, browser):
         page = w.open(_url(site, rel))
         assert page.title().endswith("MarineBench")
         name = rel.replace("/", "_").removesuffix(".html")
-        page.screenshot(
-            path=str(SCREENSHOTS / f"{name}.png"), full_page=rel != "compare/smollm2-lora-r16.html"
-        )
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=not rel.startswith("c"))
     w.assert_clean()
     assert len(w.requests) >= len(PAGES) * 2  # pages plus their css/js were all requested locally
     w.close()
     phone = Watched(browser, width=390, height=844)
-    for rel in ("index.html", "compare/smollm2-lora-r16.html", "runs/smollm2-lora-r16.html"):
+    for rel in ("index.html", f"compare/{R16}.html", f"runs/{R16}.html", "method.html"):
         page = phone.open(_url(site, rel))
         # the page itself never scrolls sideways; wide tables scroll inside their container
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
@@ -139,50 +154,86 @@ def test_pages_load_cleanly_and_are_screenshotted(site, browser):
     assert (SCREENSHOTS / "index.png").stat().st_size > 10_000
 
 
-def _column_values(page, col: int) -> list[str]:
+def _column_values(page, table: str, col: int) -> list[str]:
     return page.eval_on_selector_all(
-        "#leaderboard tbody tr", f"rows => rows.map(r => r.cells[{col}].getAttribute('data-v'))"
+        f"#{table} tbody tr", f"rows => rows.map(r => r.cells[{col}].getAttribute('data-v'))"
     )
 
 
-def _labels(page) -> list[str]:
+def _labels(page, table: str) -> list[str]:
     return page.eval_on_selector_all(
-        "#leaderboard tbody tr th a:not(.sub)", "as => as.map(a => a.textContent)"
+        f"#{table} tbody tr th a:not(.sub)", "as => as.map(a => a.textContent)"
     )
 
 
-def test_sorting_reorders_rows(site, browser):
+def _header_index(page, table: str, *words: str) -> int:
+    headers = page.eval_on_selector_all(
+        f"#{table} thead tr:last-child th", "ths => ths.map(t => t.textContent)"
+    )
+    return next(i for i, t in enumerate(headers) if all(w in t for w in words))
+
+
+def test_sorting_reorders_rows_within_one_question_set(site, browser):
     w = Watched(browser)
     page = w.open(_url(site, "index.html"))
-    headers = page.eval_on_selector_all(
-        "#leaderboard thead th", "ths => ths.map(t => t.textContent)"
-    )
-    col = next(
-        i
-        for i, t in enumerate(headers)
-        if "rouge2" in t and "marine_qa" in t and "retention" not in t
-    )
-    before = _labels(page)
-    button = page.locator("#leaderboard thead th").nth(col).locator("button")
-    button.click()
-    th = page.locator("#leaderboard thead th").nth(col)
+    board = "set-1-board"
+    col = _header_index(page, board, "marine_qa", "rouge2")
+    before = _labels(page, board)
+    th = page.locator(f"#{board} thead th").nth(col)
+    th.locator("button").click()
     assert th.get_attribute("aria-sort") == "descending"
-    values = [v for v in _column_values(page, col)]
-    nums = [float(v) for v in values if v]
-    assert nums == sorted(nums, reverse=True) and len(nums) == 4
-    assert values[-1] == ""  # the foreign model has no marine_qa: missing values sort last
-    button.click()
+    nums = [float(v) for v in _column_values(page, board, col)]
+    assert nums == sorted(nums, reverse=True) and len(nums) == 4  # only this set's 4 models
+    th.locator("button").click()
     assert th.get_attribute("aria-sort") == "ascending"
-    nums_up = [float(v) for v in _column_values(page, col) if v]
+    nums_up = [float(v) for v in _column_values(page, board, col)]
     assert nums_up == sorted(nums_up)
-    assert _labels(page) != before or nums != nums_up
+    assert _labels(page, board) != before or nums != nums_up
     # the model column sorts by name; keyboard works too (Enter on the focused button)
-    page.locator("#leaderboard thead th").nth(0).locator("button").focus()
+    page.locator(f"#{board} thead th").nth(0).locator("button").focus()
     page.keyboard.press("Enter")
-    labels = _labels(page)
+    labels = _labels(page, board)
     assert labels == sorted(labels, key=str.lower)
-    # only one column at a time announces a sort order
-    assert page.locator("#leaderboard thead th[aria-sort]").count() == 1
+    assert page.locator(f"#{board} thead th[aria-sort]").count() == 1
+    # the headline table (two header rows: the groups, then the columns) sorts the same way
+    head = "set-1-headline"
+    col = _header_index(page, head, "recall", "token_f1")
+    page.locator(f"#{head} thead tr:last-child th").nth(col).locator("button").click()
+    nums = [float(v) for v in _column_values(page, head, col)]
+    assert nums == sorted(nums, reverse=True) and len(nums) == 4
+    assert page.locator(f"#{head} thead th[aria-sort]").count() == 1
+    # the user's own questions keep their own table: its rows never join the benchmark's
+    assert sorted(_labels(page, "set-2-headline")) == ["base", "smollm2-lora-r16"]
+    assert len(_labels(page, "set-1-headline")) == 4
+    w.assert_clean()
+    w.close()
+
+
+def test_question_sets_are_sections_of_their_own(site, browser):
+    w = Watched(browser)
+    page = w.open(_url(site, "index.html"))
+    names = page.eval_on_selector_all(".evalset > h2", "hs => hs.map(h => h.textContent)")
+    assert [" ".join(n.split()) for n in names] == [
+        "Questions build/dataset",
+        "Questions my.jsonl",
+        "Other runs lm-eval results files of other runs",
+    ]
+    page.click("nav.sets a >> nth=1")
+    assert page.evaluate("location.hash") == "#set-2"
+    # the benchmark's headline: recall and transfer side by side, with the answers' length
+    groups = page.eval_on_selector_all(
+        "#set-1-headline .group-head", "ths => ths.map(t => t.getAttribute('data-claim'))"
+    )
+    assert groups == ["recall", "transfer"]
+    first = page.locator("#set-1-headline tbody tr").first
+    text = first.inner_text()
+    assert "MDE" in text and "words" in text and "ref." in text
+    # a run without the recall task has no recall group
+    assert page.locator("#set-2-headline .group-head").all_inner_texts()[0].startswith("Transfer")
+    assert page.locator("#set-2-headline .group-head").count() == 1
+    # its charts show its own adapter only
+    bars = page.locator("#set-2 .head-col svg.chart.gain").first.locator("rect.bar")
+    assert bars.count() == 1
     w.assert_clean()
     w.close()
 
@@ -190,18 +241,36 @@ def test_sorting_reorders_rows(site, browser):
 def test_task_filter_hides_other_tasks(site, browser):
     w = Watched(browser)
     page = w.open(_url(site, "index.html"))
-    assert page.locator("#lb-controls").is_visible()
-    page.select_option("#task-filter", "hellaswag")
-    visible_rows = page.locator("#leaderboard tbody tr:visible")
-    assert visible_rows.count() == 1 and "pythia" in visible_rows.first.inner_text()
-    visible_heads = page.locator("#leaderboard thead th:visible")
-    assert visible_heads.count() == 1 + 2 + 4  # model, hellaswag acc/acc_norm, efficiency
-    assert page.locator(".panel:visible").count() == 0  # no gain chart for a task without a base
-    page.select_option("#task-filter", "marine_qa")
-    assert page.locator("#leaderboard tbody tr:visible").count() == 4
-    assert page.locator(".panel:visible").count() == 8
-    page.select_option("#task-filter", "")
-    assert page.locator("#leaderboard tbody tr:visible").count() == 5
+    assert page.locator("#set-1 .lb-controls").is_visible()
+    page.locator("#set-1 .more-charts summary").click()
+    visible = page.locator("#set-1 .more-charts .panel:visible").count()
+    assert visible > 8
+    set2_heads = page.locator("#set-2-board thead th:visible").count()
+    page.select_option("#set-1-filter", "retention_qa")
+    heads = page.locator("#set-1-board thead th:visible")
+    n_retention = len(
+        [
+            t
+            for t in page.eval_on_selector_all(
+                "#set-1-board thead th", "ths => ths.map(t => t.getAttribute('data-task'))"
+            )
+            if t == "retention_qa"
+        ]
+    )
+    assert heads.count() == 1 + n_retention + 4  # model, retention metrics, efficiency
+    assert page.locator("#set-1-board tbody tr:visible").count() == 4
+    panels = page.eval_on_selector_all(
+        "#set-1 .more-charts .panel:not([hidden])", "ps => ps.map(p => p.dataset.task)"
+    )
+    assert panels and set(panels) == {"retention_qa"}
+    # the other sets are untouched: the filter is per question set
+    assert page.locator("#set-2-board thead th:visible").count() == set2_heads > n_retention
+    assert page.locator("#set-3-board tbody tr:visible").count() == 1
+    page.select_option("#set-3-filter", "hellaswag")
+    assert page.locator("#set-3-board thead th:visible").count() == 1 + 2
+    page.select_option("#set-1-filter", "")
+    assert page.locator("#set-1-board tbody tr:visible").count() == 4
+    assert page.locator("#set-1 .more-charts .panel:visible").count() == visible
     w.assert_clean()
     w.close()
 
@@ -217,17 +286,27 @@ def _deltas(page) -> list[float]:
 
 def test_compare_filter_search_and_sort(site, browser):
     w = Watched(browser)
-    page = w.open(_url(site, "compare/smollm2-lora-r16.html"))
+    page = w.open(_url(site, f"compare/{R16}.html"))
     rows = page.locator("#cmp-rows tr")
+    # the headline tasks come first: recall (the default), then transfer
+    options = page.eval_on_selector_all("#cmp-task option", "os => os.map(o => o.value)")
+    assert options[:2] == ["marine_recall", "marine_qa"]
+    assert rows.count() == N_RECALL
+    assert f"Showing {N_RECALL} of {N_RECALL}" in page.locator("#cmp-count").inner_text()
+    assert re.search(
+        r"changes by [+−±][0-9.]+ \(p [=<] [0-9.]+, MDE [0-9.]+\)", page.inner_text("#cmp-overall")
+    )
+    page.select_option("#cmp-task", "marine_qa")
     assert rows.count() == N_SAMPLES
-    assert "Showing 24 of 24" in page.locator("#cmp-count").inner_text()
     page.fill("#cmp-search", "plankton")
     n_search = rows.count()
     assert 0 < n_search < N_SAMPLES
     assert all("plankton" in t.lower() for t in rows.all_inner_texts())
     page.fill("#cmp-search", "")
     page.select_option("#cmp-topic", "coral_reefs")
-    metas = page.eval_on_selector_all("#cmp-rows .meta", "els => els.map(e => e.textContent)")
+    metas = page.eval_on_selector_all(
+        "#cmp-rows .meta:not(.words)", "els => els.map(e => e.textContent)"
+    )
     assert len(metas) == N_SAMPLES // 8 and all(m.endswith("coral_reefs") for m in metas)
     page.select_option("#cmp-topic", "")
     page.select_option("#cmp-sort", "gain")
@@ -243,16 +322,65 @@ def test_compare_filter_search_and_sort(site, browser):
     w.close()
 
 
+def test_compare_shows_each_answers_length(site, browser):
+    w = Watched(browser)
+    page = w.open(_url(site, f"compare/{R16}.html"))
+    page.select_option("#cmp-task", "marine_qa")
+    page.select_option("#cmp-sort", "id")
+    first = page.locator("#cmp-rows tr").first
+    cells = first.locator("td")
+    for j in (1, 2, 3):  # reference, base answer, tuned answer
+        words = cells.nth(j).locator(".words").inner_text()
+        text = cells.nth(j).evaluate("td => td.lastChild.textContent")
+        assert words == f"{len(text.split())} words"
+    # length describes the answers: sorting it says increase/decrease, never better/worse
+    metric = page.eval_on_selector_all(
+        "#cmp-metric option", "os => os.map(o => [o.value, o.textContent])"
+    )
+    value = next(v for v, label in metric if label.startswith("answer_words"))
+    page.select_option("#cmp-metric", value)
+    assert page.locator("#cmp-sort option").first.inner_text() == "Largest increase first"
+    assert page.locator("#cmp-rows .primary.better, #cmp-rows .primary.worse").count() == 0
+    page.select_option("#cmp-metric", metric[0][0])
+    assert page.locator("#cmp-sort option").first.inner_text() == "Largest gain first"
+    # multiple choice picks a given answer: no length there
+    page.select_option("#cmp-task", "marine_mc")
+    assert page.locator("#cmp-rows .words").count() == 0
+    w.assert_clean()
+    w.close()
+
+
+def test_method_page_shows_the_verdicts_and_the_protocol(site, browser):
+    w = Watched(browser)
+    page = w.open(_url(site, "method.html"))
+    tables = page.locator("table.verdicts")
+    assert tables.count() == 2  # the benchmark's run, and the run on my.jsonl (for information)
+    rows = tables.first.locator("tbody tr")
+    assert rows.count() == 8
+    verdicts = [t.strip() for t in tables.first.locator("td.verdict").all_inner_texts()]
+    assert set(verdicts) <= {"✔ held", "✘ did not hold"}
+    second = [t.strip() for t in tables.nth(1).locator("td.verdict").all_inner_texts()]
+    assert second[:4] == ["not evaluated"] * 4
+    assert "shown for information" in tables.nth(1).locator("caption").inner_text()
+    doc = page.locator("details.protocol-doc")
+    assert not doc.locator("article").is_visible()
+    doc.locator("summary").click()
+    assert doc.locator("article h2").first.is_visible()
+    assert "Holm" in doc.locator("article").inner_text()
+    w.assert_clean()
+    w.close()
+
+
 def test_hostile_model_output_stays_text(site, browser):
     w = Watched(browser)
-    page = w.open(_url(site, "compare/smollm2-lora-r16.html"))
+    page = w.open(_url(site, f"compare/{R16}.html"))
     page.select_option("#cmp-sort", "id")
     cells = page.eval_on_selector_all("#cmp-rows td", "tds => tds.map(t => t.textContent)")
     assert any("<script>alert(1)</script>" in c for c in cells)
     assert any('<img src=x onerror="alert(2)">' in c for c in cells)
     assert page.locator("#cmp-rows script, #cmp-rows img, main img").count() == 0
     page.wait_for_timeout(200)
-    page.goto(_url(site, "cards/smollm2-lora-r16.html"))
+    page.goto(_url(site, f"cards/{R16}.html"))
     assert page.locator("article script").count() == 0
     assert "<script>alert('card')</script>" in page.locator("article").inner_text()
     w.assert_clean()  # includes: no alert dialog fired
@@ -269,10 +397,10 @@ def test_served_on_loopback(site, browser):
         w = Watched(browser)
         port = server.server_address[1]
         page = w.open(f"http://127.0.0.1:{port}/index.html")
-        page.locator("#leaderboard thead th").nth(0).locator("button").click()
-        page.click("#leaderboard a.sub >> nth=0")
+        page.locator("#set-1-board thead th").nth(0).locator("button").click()
+        page.click("#set-1-board a.sub >> nth=0")
         page.wait_for_load_state("load")
-        assert page.locator("#cmp-rows tr").count() == N_SAMPLES
+        assert page.locator("#cmp-rows tr").count() == N_RECALL
         w.assert_clean()
         assert all(u.startswith(f"http://127.0.0.1:{port}/") for u in w.requests)
         w.close()

@@ -73,32 +73,54 @@ class Metric:
     """Its key in lm-eval's results (`<name>,none`), in scores.jsonl and in summary.json."""
     tasks: tuple[str, ...]
     """The tasks that report it (Task.name)."""
-    lower_is_better: bool
-    """True where a smaller value is better (perplexities, bits per byte)."""
+    lower_is_better: bool | None
+    """True where a smaller value is better (perplexities, bits per byte), False where a larger
+    one is; None for a description of the answers that is neither (their length): its change is
+    reported and tested, never called a gain or a loss."""
     meaning: str
     """What it measures, one sentence for the site's method page."""
 
 
 #: the tasks that score a generated answer against the reference
-GENERATION_TASKS = ("marine_qa", "retention_qa")
+GENERATION_TASKS = ("marine_qa", "marine_recall", "retention_qa")
+#: the tasks that measure how likely the model finds the reference answer
+LIKELIHOOD_TASKS = ("marine_qa_ppl", "marine_recall_ppl")
+#: the multiple-choice tasks
+CHOICE_TASKS = ("marine_mc", "marine_recall_mc")
 
 #: tasks in display order
 TASKS: tuple[Task, ...] = (
     Task(
         "marine_qa",
-        "Held-out marine-biology questions (the dataset's test split). The model answers with "
-        "greedy decoding through its chat template; each answer is scored against the "
-        "reference answer.",
+        "Held-out marine-biology questions (the dataset's test split: transfer to facts never "
+        "stated in a training pair). The model answers with greedy decoding through its chat "
+        "template; each answer is scored against the reference answer.",
     ),
     Task(
         "marine_qa_ppl",
-        "How likely the model finds the reference answers (lm-eval log-likelihood). No "
-        "generation, so it is free of decoding choices.",
+        "How likely the model finds the test split's reference answers (lm-eval "
+        "log-likelihood). No generation, so it is free of decoding choices.",
     ),
     Task(
         "marine_mc",
-        "Multiple-choice marine questions: the model's log-likelihood picks one of several "
-        "answers.",
+        "Multiple-choice marine questions (test split): the model's log-likelihood picks one of "
+        "four answers, the right one and three answers to other questions of the same topic.",
+    ),
+    Task(
+        "marine_recall",
+        "Recall of trained facts: hand-written questions that ask for the fact of a training "
+        "pair in new words (the dataset's recall split); the trained answer is the reference. "
+        "Generation and scoring as in marine_qa.",
+    ),
+    Task(
+        "marine_recall_ppl",
+        "How likely the model finds the trained answers, asked with the recall split's new "
+        "questions (lm-eval log-likelihood).",
+    ),
+    Task(
+        "marine_recall_mc",
+        "Multiple choice on the recall split: the trained answer against three answers to other "
+        "recall questions of the same topic.",
     ),
     Task(
         "retention_qa",
@@ -129,11 +151,37 @@ METRICS: tuple[Metric, ...] = (
         "Bigram overlap F-measure between answer and reference (rouge-score, with stemming).",
     ),
     Metric(
+        "rougeL_precision",
+        GENERATION_TASKS,
+        False,
+        "ROUGE-L precision: the longest common subsequence over the answer's length. A long "
+        "answer pays here.",
+    ),
+    Metric(
+        "rougeL_recall",
+        GENERATION_TASKS,
+        False,
+        "ROUGE-L recall: the longest common subsequence over the reference's length. A long "
+        "answer gains here.",
+    ),
+    Metric(
         "bertscore_f1",
         GENERATION_TASKS,
         False,
         "BERTScore F1: greedy matching of contextual token embeddings, so paraphrases count "
         "(bert-score with the offline embedding model).",
+    ),
+    Metric(
+        "bertscore_precision",
+        GENERATION_TASKS,
+        False,
+        "BERTScore precision: how well each answer token is matched in the reference.",
+    ),
+    Metric(
+        "bertscore_recall",
+        GENERATION_TASKS,
+        False,
+        "BERTScore recall: how well each reference token is matched in the answer.",
     ),
     Metric(
         "token_f1",
@@ -154,7 +202,8 @@ METRICS: tuple[Metric, ...] = (
         GENERATION_TASKS,
         False,
         "Cosine similarity of TF-IDF vectors (scikit-learn) of answer and reference: shared "
-        "content words, weighted by rarity.",
+        "content words, weighted by rarity. One fixed function: the vectoriser is fitted once "
+        "on the training split's questions and answers.",
     ),
     Metric(
         "embedding_cosine",
@@ -163,41 +212,101 @@ METRICS: tuple[Metric, ...] = (
         "Cosine similarity of sentence embeddings (all-MiniLM-L6-v2): closeness in meaning.",
     ),
     Metric(
+        "rougeL_lc",
+        GENERATION_TASKS,
+        False,
+        "Length-controlled ROUGE-L: the answer cut to the reference's length in words (a "
+        "shorter answer as it is). Secondary.",
+    ),
+    Metric(
+        "bertscore_f1_lc",
+        GENERATION_TASKS,
+        False,
+        "Length-controlled BERTScore F1: the answer cut to the reference's length in words (a "
+        "shorter answer as it is). Secondary.",
+    ),
+    Metric(
+        "token_f1_lc",
+        GENERATION_TASKS,
+        False,
+        "Length-controlled token F1: the answer cut to the reference's length in words (a "
+        "shorter answer as it is). Secondary.",
+    ),
+    Metric(
+        "tfidf_cosine_lc",
+        GENERATION_TASKS,
+        False,
+        "Length-controlled TF-IDF cosine: the answer cut to the reference's length in words (a "
+        "shorter answer as it is). Secondary.",
+    ),
+    Metric(
+        "answer_words",
+        GENERATION_TASKS,
+        None,
+        "Length of the answer in words (whitespace-separated). Describes the answers: neither "
+        "more nor fewer words is better.",
+    ),
+    Metric(
+        "length_ratio",
+        GENERATION_TASKS,
+        None,
+        "Answer words over reference words, per question (1 = as long as the reference). "
+        "Describes the answers: neither direction is better.",
+    ),
+    Metric(
         "acc",
-        ("marine_mc",),
+        CHOICE_TASKS,
         False,
         "Multiple-choice accuracy: the choice with the highest log-likelihood is the right one.",
     ),
     Metric(
         "acc_norm",
-        ("marine_mc",),
+        CHOICE_TASKS,
         False,
         "Multiple-choice accuracy with each choice's log-likelihood normalised by its length.",
     ),
     Metric(
         "bits_per_byte",
-        ("marine_qa_ppl",),
+        LIKELIHOOD_TASKS,
         True,
         "Negative log-likelihood of the reference in bits per UTF-8 byte: comparable across "
         "tokenizers.",
     ),
     Metric(
         "word_perplexity",
-        ("marine_qa_ppl",),
+        LIKELIHOOD_TASKS,
         True,
         "Perplexity of the reference answer per word.",
     ),
     Metric(
         "byte_perplexity",
-        ("marine_qa_ppl",),
+        LIKELIHOOD_TASKS,
         True,
         "Perplexity of the reference answer per UTF-8 byte.",
     ),
     Metric(
         "loglikelihood",
-        ("marine_qa_ppl",),
+        LIKELIHOOD_TASKS,
         False,
         "Summed log-likelihood of the reference answer given the question.",
+    ),
+    # --- the optional LLM judge (`marinebench evaluate --judge gemini`, evaluation/judge.py) ---
+    # Only judged runs hold these, on every generation task's rows; no lm-eval task computes
+    # them, so they name no task (metrics_of() stays the tasks' own metrics).
+    Metric(
+        "judge_correct",
+        (),
+        False,
+        "LLM judge (optional, Gemini): 1 when the answer states the reference's essential facts "
+        "and contradicts none of them (SimpleQA's CORRECT grade), else 0.",
+    ),
+    Metric(
+        "judge_not_attempted",
+        (),
+        None,
+        "LLM judge (optional, Gemini): 1 when the answer neither gives the reference's essential "
+        "facts nor contradicts them (a refusal, a restated question, a vague or cut-off answer: "
+        "SimpleQA's NOT_ATTEMPTED), else 0. Fewer is not always better: it can replace errors.",
     ),
 )
 
@@ -224,12 +333,20 @@ def metrics_of(task: str) -> tuple[Metric, ...]:
     return tuple(m for m in METRICS if task in m.tasks)
 
 
-def lower_is_better(metric: str) -> bool:
-    """A metric's direction: the registry's for ours, else guessed from an lm-eval name."""
+def lower_is_better(metric: str) -> bool | None:
+    """A metric's direction: the registry's for ours (None: neither, see Metric), else guessed
+    from an lm-eval name."""
     known = find_metric(metric)
     if known is not None:
         return known.lower_is_better
     return bool(_FOREIGN_LOWER_IS_BETTER.search(metric))
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """The direction as lm-eval declares it (`higher_is_better`): None for a metric that
+    describes the answers rather than scores them (neither direction is better)."""
+    lower = lower_is_better(metric)
+    return None if lower is None else not lower
 
 
 def task_sort_key(task: str) -> tuple[int, str]:

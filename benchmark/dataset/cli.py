@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="dataset_command", required=True, metavar="ACTION")
 
     b = dsub.add_parser(
-        "build", help="load, clean, dedupe, split, decontaminate and write build/dataset"
+        "build",
+        help="load, clean, dedupe, split, add the hand-written sets, decontaminate and write "
+        "build/dataset",
     )
     b.add_argument(
         "--source",
@@ -128,9 +130,11 @@ def _build(args: argparse.Namespace) -> int:
     console = Console(stderr=True, width=120)
     print_steps(report["steps"], console)
     counts = report["counts"]
+    added = f" ({counts['test_extra']} hand-written additions)" if counts["test_extra"] else ""
+    recall = f", recall {counts['recall']}" if "recall" in counts else ""
     console.print(
         f"wrote {cfg.out_dir()}: train {counts['train']}, validation {counts['validation']}, "
-        f"test {counts['test']} (build hash {report['build_hash'][:12]})"
+        f"test {counts['test']}{added}{recall} (build hash {report['build_hash'][:12]})"
     )
     return 0
 

@@ -68,6 +68,9 @@ class BuildConfig:
         default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1}
     )
     topics: list[str] | None = None  # generation topics; None = every taxonomy topic
+    # Recall selection rule (docs/protocol.md): per topic, this many train pairs with the smallest
+    # sha256("recall-v1:" + id). The recall files must be written for exactly that selection.
+    recall_per_topic: int = 12
     clean: CleanConfig = field(default_factory=CleanConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     gemini: GeminiConfig = field(default_factory=GeminiConfig)

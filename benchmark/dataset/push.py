@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmark.dataset.records import DatasetError
 from benchmark.errors import UserError
+from benchmark.fingerprint import FINGERPRINT_FILE
 
 log = logging.getLogger(__name__)
 REPO_TYPE = "dataset"
@@ -50,7 +51,13 @@ def local_files(folder: Path) -> list[str]:
         raise DatasetError(
             f"{folder} is not a built dataset (run `marinebench dataset build` first)"
         )
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    # The stage's fingerprint describes this machine's build (code, packages, CPU); it is a
+    # local cache record, not part of the published dataset.
+    return sorted(
+        rel
+        for p in folder.rglob("*")
+        if p.is_file() and (rel := p.relative_to(folder).as_posix()) != FINGERPRINT_FILE
+    )
 
 
 def get_token() -> str | None:

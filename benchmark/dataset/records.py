@@ -7,7 +7,7 @@ a build never silently drops a hand-written record.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +34,13 @@ class QARecord:
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RecallRecord(QARecord):
+    """A row of the recall split: a new question about a training pair's fact (RECALL_COLUMNS)."""
+
+    train_id: str
 
 
 def load_taxonomy(path: Path) -> dict[str, str]:
@@ -85,12 +92,14 @@ def record_from_obj(obj: object, taxonomy: dict[str, str], where: str) -> QAReco
     return QARecord(**values)
 
 
-def read_jsonl(path: Path, taxonomy: dict[str, str]) -> list[tuple[int, QARecord]]:
-    """(line number, record) for one JSONL file; blank lines are allowed, nothing else malformed."""
+def json_lines(path: Path) -> Iterator[tuple[str, object]]:
+    """("file:line", parsed JSON) for each non-blank line of a hand-written JSONL file.
+
+    An empty file, bytes that are not UTF-8 and malformed JSON are errors naming file and line.
+    """
     raw = path.read_bytes()
     if not raw.strip():
         raise DatasetError(f"{path}: file is empty (expected one JSON record per line)")
-    records = []
     for lineno, line in enumerate(raw.splitlines(), start=1):
         where = f"{path}:{lineno}"
         try:
@@ -108,29 +117,51 @@ def read_jsonl(path: Path, taxonomy: dict[str, str]) -> list[tuple[int, QARecord
             raise DatasetError(
                 f"{where}: malformed JSON ({exc.msg} at column {exc.colno})"
             ) from exc
-        records.append((lineno, record_from_obj(obj, taxonomy, where)))
-    return records
+        yield where, obj
 
 
-def load_curated(src: Path, taxonomy: dict[str, str]) -> tuple[list[QARecord], dict[str, str]]:
-    """All records of src/curated/*.jsonl (sorted by file name) and each file's sha256."""
+def read_jsonl(path: Path, taxonomy: dict[str, str]) -> list[tuple[str, QARecord]]:
+    """("file:line", record) for one JSONL file; blank lines are allowed, nothing else malformed."""
+    return [(where, record_from_obj(obj, taxonomy, where)) for where, obj in json_lines(path)]
+
+
+def jsonl_files(folder: Path) -> list[Path]:
+    """The folder's *.jsonl files, sorted by name (none when the folder does not exist)."""
+    return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+
+
+def load_records(
+    src: Path, sub: str, taxonomy: dict[str, str], seen: dict[str, str] | None = None
+) -> tuple[list[QARecord], dict[str, str]]:
+    """All records of src/<sub>/*.jsonl (sorted by file name) and each file's sha256.
+
+    `seen` maps ids already loaded (from another folder) to their "file:line"; an id used twice,
+    in one folder or across folders, is an error naming both places. It is updated in place.
+    """
     from benchmark.hashing import sha256_file
 
-    folder = src / "curated"
-    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
-    if not files:
-        raise DatasetError(f"{folder}: no *.jsonl files (the curated source needs at least one)")
+    seen = {} if seen is None else seen
     records: list[QARecord] = []
-    seen: dict[str, str] = {}
     hashes = {}
-    for path in files:
-        for lineno, rec in read_jsonl(path, taxonomy):
+    for path in jsonl_files(src / sub):
+        for where, rec in read_jsonl(path, taxonomy):
             if rec.id in seen:
-                raise DatasetError(f"{path}:{lineno}: id {rec.id!r} already used at {seen[rec.id]}")
-            seen[rec.id] = f"{path}:{lineno}"
+                raise DatasetError(f"{where}: id {rec.id!r} already used at {seen[rec.id]}")
+            seen[rec.id] = where
             records.append(rec)
         hashes[path.relative_to(src).as_posix()] = sha256_file(path)
     return records, hashes
+
+
+def load_curated(
+    src: Path, taxonomy: dict[str, str], seen: dict[str, str] | None = None
+) -> tuple[list[QARecord], dict[str, str]]:
+    """All records of src/curated/*.jsonl (sorted by file name) and each file's sha256."""
+    if not jsonl_files(src / "curated"):
+        raise DatasetError(
+            f"{src / 'curated'}: no *.jsonl files (the curated source needs at least one)"
+        )
+    return load_records(src, "curated", taxonomy, seen)
 
 
 def records_digest(records: Iterable[QARecord]) -> str:

@@ -72,7 +72,56 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default=None, help="auto (default), bf16, fp16, fp32")
+    p.add_argument(
+        "--judge",
+        default=None,
+        choices=_judge_providers(),
+        help="also grade every generated answer against its reference with an LLM judge "
+        "(CORRECT / INCORRECT / NOT_ATTEMPTED; adds judge_correct and judge_not_attempted). "
+        "Online and paid: needs GEMINI_API_KEY; never part of the default",
+    )
+    _judge_arguments(p)
     p.set_defaults(func=run, stage_key=stage_key)
+
+    a = sub.add_parser(
+        "judge-agreement",
+        help="how often the LLM judge agrees with a hand-labelled set of answers",
+        description=(
+            "Grade every answer of a hand-labelled JSONL ({question, reference, answer, label}, "
+            "label CORRECT / INCORRECT / NOT_ATTEMPTED) with the Gemini judge and report "
+            "accuracy, Cohen's kappa and the confusion table. Needs GEMINI_API_KEY."
+        ),
+    )
+    a.add_argument("file", type=Path, metavar="FILE.jsonl", help="the hand-labelled answers")
+    _judge_arguments(a)
+    a.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="where the report goes (default build/judge_agreement/<file>--<judge model>.json)",
+    )
+    a.set_defaults(func=run_agreement, judge="gemini")
+
+
+def _judge_providers() -> tuple[str, ...]:
+    from benchmark.evaluation.judge import PROVIDERS
+
+    return PROVIDERS
+
+
+def _judge_arguments(p: argparse.ArgumentParser) -> None:
+    from benchmark.evaluation.judge import DEFAULT_MODEL
+
+    p.add_argument(
+        "--judge-model", default=None, help=f"the judge's Gemini model (default {DEFAULT_MODEL})"
+    )
+    p.add_argument(
+        "--judge-workers",
+        type=int,
+        default=8,
+        help="judge requests in flight at once (default 8); 429s are retried with backoff",
+    )
 
 
 def _limit(value: float | None) -> int | float | None:
@@ -90,6 +139,32 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--data {args.data}: expected a .jsonl file of question/answer records")
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.judge_workers < 1:
+        raise UserError(f"--judge-workers must be at least 1, got {args.judge_workers}")
+    if args.judge is not None:
+        _judge(args)  # settings and key checked before any other work
+
+
+def _judge_settings(args: argparse.Namespace):
+    """The judge `--judge` asks for (None without it): what decides its verdicts goes into the
+    stage's fingerprint, so a judged run is keyed apart from an unjudged one."""
+    from benchmark.evaluation.judge import DEFAULT_MODEL, JudgeSettings
+
+    if args.judge is None:
+        return None
+    return JudgeSettings(
+        provider=args.judge,
+        model=args.judge_model or DEFAULT_MODEL,
+        max_workers=args.judge_workers,
+    )
+
+
+def _judge(args: argparse.Namespace):
+    """The judge itself (None without `--judge`); a JudgeError without a key."""
+    from benchmark.evaluation.judge import GeminiJudge
+
+    settings = _judge_settings(args)
+    return None if settings is None else GeminiJudge(settings)
 
 
 def _settings(args: argparse.Namespace):
@@ -130,7 +205,7 @@ def stage_key(args: argparse.Namespace):
     from benchmark import paths
     from benchmark.evaluation import data
     from benchmark.evaluation.adapters import HASH_EXCLUDE, discover_adapters
-    from benchmark.fingerprint import folder_digest, model_fingerprint, stage_key
+    from benchmark.fingerprint import PLACEMENT_ENV, folder_digest, model_fingerprint, stage_key
     from benchmark.models import resolve_model, weights_location
 
     _check(args)
@@ -147,8 +222,11 @@ def stage_key(args: argparse.Namespace):
         "dataset": data.source_hash(data.resolve_source(settings.dataset)),
         "retention": data.source_hash(data.resolve_source(retention, env=data.RETENTION_ENV)),
         "tasks": folder_digest(paths.TASKS_DIR),
-        "env": {k: os.environ.get(k) for k in ("MARINEBENCH_DEVICE", "MARINEBENCH_DTYPE")},
+        "env": {k: os.environ.get(k) for k in PLACEMENT_ENV},
     }
+    judge = _judge_settings(args)
+    if judge is not None:
+        inputs["judge"] = judge.fingerprint()
     out = paths.results_dir() / _run_name(args, spec)
     entries = ["benchmark.evaluation.cli", paths.TASKS_DIR / "utils.py"]
     return stage_key(out, entries, inputs, numeric=True)
@@ -172,11 +250,42 @@ def run(args: argparse.Namespace) -> int:
                 continue
             adapters.append(folder)
     settings = _settings(args)
+    judge = _judge(args)
+    # The judge grades the answers after the evaluation (runner.evaluate's `judge` hook).
+    extra = {} if judge is None else {"judge": judge}
     result = evaluate(
-        spec, adapters, settings, run=_run_name(args, spec), use_cache=not args.no_cache
+        spec, adapters, settings, run=_run_name(args, spec), use_cache=not args.no_cache, **extra
     )
     print_summary(result.summary)
+    if judge is not None:
+        stats = judge.stats
+        print(
+            f"judge {judge.settings.model}: {stats.answers} answers, {stats.cached} verdicts "
+            f"cached, {stats.requested} asked ({stats.prompt_tokens} prompt tokens, "
+            f"{stats.output_tokens} output tokens)"
+        )
     print(f"results: {result.folder}")
+    return 0
+
+
+def run_agreement(args: argparse.Namespace) -> int:
+    """`marinebench judge-agreement FILE`: the judge against hand labels; prints and writes it."""
+    from benchmark import paths
+    from benchmark.atomic import atomic_write_json
+    from benchmark.evaluation.judge_agreement import agreement, print_report
+
+    if args.judge_workers < 1:
+        raise UserError(f"--judge-workers must be at least 1, got {args.judge_workers}")
+    judge = _judge(args)
+    report = agreement(args.file, judge)
+    out = args.out or (
+        paths.build_dir()
+        / "judge_agreement"
+        / f"{args.file.stem}--{judge.settings.model.replace('/', '_')}.json"
+    )
+    atomic_write_json(out, report)
+    print_report(report)
+    print(f"report: {out}")
     return 0
 
 

@@ -7,6 +7,7 @@ The lm-eval tasks (tasks/utils.py) and our runner both resolve data through here
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import paths
-from benchmark.contracts.dataset import QA_COLUMNS, SPLITS, split_file
+from benchmark.contracts.dataset import (
+    QA_COLUMNS,
+    RECALL_CONFIG,
+    RECALL_SPLIT,
+    SPLITS,
+    split_file,
+)
 from benchmark.errors import UserError
 from benchmark.hashing import sha256_file, sha256_tree
 
@@ -22,6 +29,8 @@ from benchmark.hashing import sha256_file, sha256_tree
 DATASET_ENV = "MARINEBENCH_DATASET"
 RETENTION_ENV = "MARINEBENCH_RETENTION"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+#: the split whose questions and answers fit the fixed TF-IDF function (docs/protocol.md)
+TFIDF_FIT_SPLIT = "train"
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,12 @@ def read_qa_jsonl(path: Path | str) -> list[dict[str, str]]:
 
 
 def load_source(source: DataSource):
-    """The source as a `datasets.DatasetDict` (a JSONL file becomes a single "test" split)."""
+    """The source as a `datasets.DatasetDict` (a JSONL file becomes a single "test" split).
+
+    A dataset folder or Hub dataset gives its seeded splits and, where it has one, the recall
+    split (its own parquet file in a folder, its own config on the Hub: its rows have one more
+    column than the other splits').
+    """
     import datasets
 
     if source.kind == "jsonl":
@@ -128,14 +142,34 @@ def load_source(source: DataSource):
                 f"{source.location} has no {split_file('', 'test')}: not a MarineBench dataset "
                 "folder (rebuild it with `marinebench dataset build`)"
             )
-        return datasets.load_dataset("parquet", data_files=files)
+        splits = datasets.load_dataset("parquet", data_files=files)
+        recall = split_file(source.location, RECALL_SPLIT)
+        if recall.is_file():
+            splits[RECALL_SPLIT] = datasets.load_dataset(
+                "parquet", data_files={RECALL_SPLIT: str(recall)}, split=RECALL_SPLIT
+            )
+        return splits
     try:
-        return datasets.load_dataset(source.location, revision=source.revision)
+        splits = datasets.load_dataset(source.location, revision=source.revision)
+        # no recall config (ValueError): a dataset published before the recall split existed
+        with contextlib.suppress(ValueError):
+            splits[RECALL_SPLIT] = datasets.load_dataset(
+                source.location, RECALL_CONFIG, revision=source.revision, split=RECALL_SPLIT
+            )
+        return splits
     except Exception as exc:  # offline, missing repo, auth: say which and how to fix
         raise UserError(
             f"could not load Hub dataset {source.location}: {type(exc).__name__}: {exc}. "
             "It needs a network (and HF_TOKEN for a private repo)."
         ) from exc
+
+
+def tfidf_corpus(splits) -> list[str]:
+    """The texts the fixed TF-IDF function is fitted on: every question and answer of the
+    training split; for a source without one (a user's JSONL), of all its rows, so that even
+    there one function scores every model."""
+    fit = [splits[TFIDF_FIT_SPLIT]] if TFIDF_FIT_SPLIT in splits else list(splits.values())
+    return [text for split in fit for column in QA_COLUMNS for text in split[column]]
 
 
 def source_hash(source: DataSource) -> str:

@@ -142,26 +142,6 @@ def _env(name: str, value: str):
             os.environ[name] = old
 
 
-def _timed_hflm_class():
-    """HFLM that also times generation and counts generated tokens (for throughput figures)."""
-    from lm_eval.models.huggingface import HFLM
-
-    class TimedHFLM(HFLM):
-        generate_s = 0.0
-        generated_tokens = 0
-
-        def generate_until(self, requests, disable_tqdm: bool = False):
-            start = time.perf_counter()
-            out = super().generate_until(requests, disable_tqdm=disable_tqdm)
-            self.generate_s += time.perf_counter() - start
-            self.generated_tokens += sum(
-                len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in out
-            )
-            return out
-
-    return TimedHFLM
-
-
 @dataclass
 class Plan:
     """What an evaluation needs before any model loads: inputs checked, cache keys computed."""
@@ -337,13 +317,15 @@ def _evaluate_models(
     global MODEL_LOADS
     import lm_eval
 
+    from benchmark.evaluation.hflm import EvalHFLM
+
     start = time.perf_counter()
     base, tokenizer = load_model(path, placement)
     MODEL_LOADS += 1
     adapters = [r.adapter for r in todo if r.adapter is not None]
     merging.check_fit(base, adapters, path)
     saved = merging.SavedWeights(base) if adapters else None
-    hflm = _timed_hflm_class()(pretrained=base, tokenizer=tokenizer, batch_size=settings.batch_size)
+    hflm = EvalHFLM(pretrained=base, tokenizer=tokenizer, batch_size=settings.batch_size)
     load_s = time.perf_counter() - start
     log.info("loaded %s + checked %d adapter(s) in %.1fs", path, len(adapters), load_s)
     metadata = _metadata(dataset, retention)
@@ -356,7 +338,7 @@ def _evaluate_models(
             context = contextlib.nullcontext()
         else:
             context = merging.merged_adapter(base, item.adapter, path, saved)
-        hflm.generate_s, hflm.generated_tokens = 0.0, 0
+        hflm.reset_timing()
         t0 = time.perf_counter()
         with context, _env(scorers.BERTSCORE_ENV, settings.bertscore_model):
             results = lm_eval.simple_evaluate(
@@ -378,6 +360,8 @@ def _evaluate_models(
             "generate_s": hflm.generate_s,
             "generated_tokens": hflm.generated_tokens,
             "gen_tok_s": hflm.generated_tokens / hflm.generate_s if hflm.generate_s else 0.0,
+            # the model's seconds on each task's requests (lm-eval's scoring not included)
+            "task_s": dict(hflm.task_s),
         }
         scores = score_samples(item.name, results, samples)
         entry = CacheEntry(results, samples, scores, timing)

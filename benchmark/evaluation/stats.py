@@ -2,7 +2,10 @@
 
 - `mean_ci`: mean and percentile bootstrap CI of one model's per-sample scores.
 - `paired_comparison`: adapter vs base on the same documents: the mean per-sample difference,
-  its percentile bootstrap CI, and a two-sided paired permutation (sign-flip) test p-value.
+  its percentile bootstrap CI, a two-sided paired permutation (sign-flip) test p-value, and the
+  minimum effect that comparison could detect (`min_detectable_effect`).
+- `questions_needed` / `min_detectable_effect`: the power calculation of docs/protocol.md.
+- `holm`: Holm's step-down adjustment of a family of p-values.
 
 Both use scipy.stats (bootstrap, permutation_test), vectorised, seeded.
 """
@@ -96,11 +99,52 @@ def paired_comparison(candidate, baseline, settings: BootstrapSettings | None = 
             random_state=np.random.default_rng(settings.seed),
         )
         p_value = float(res.pvalue)
+    sd = float(diff.std(ddof=1)) if n > 1 else float("nan")
     return {
         "delta": delta,
         "ci_low": low,
         "ci_high": high,
         "p_value": p_value,
         "n": n,
+        "sd_diff": sd,
+        "mde": min_detectable_effect(sd, n),
         "test": PAIRED_TEST,
     }
+
+
+def _z_sum(alpha: float, power: float) -> float:
+    return float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+
+
+def questions_needed(sd_diff: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Paired questions for a two-sided test at level `alpha` to detect a mean difference
+    `delta` with probability `power`, when per-question differences have SD `sd_diff`
+    (normal approximation: n = ((z_{1-alpha/2} + z_power) * sd / delta)^2, rounded up)."""
+    if delta <= 0 or sd_diff < 0:
+        raise ValueError(f"need delta > 0 and sd_diff >= 0, got {delta}, {sd_diff}")
+    return int(np.ceil((_z_sum(alpha, power) * sd_diff / delta) ** 2))
+
+
+def min_detectable_effect(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference a paired test on `n` questions detects with
+    probability `power` at two-sided level `alpha` (the inverse of `questions_needed`)."""
+    if n < 2 or not np.isfinite(sd_diff):
+        return float("nan")
+    return float(_z_sum(alpha, power) * sd_diff / np.sqrt(n))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order:
+    the k-th smallest p is multiplied by (m - k), running maxima keep them monotone, capped at
+    1. NaN p-values are left out of the family and stay NaN. Written here because scipy offers
+    only false-discovery-rate control (`false_discovery_control`) and statsmodels, which has
+    Holm, is not otherwise a dependency."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()

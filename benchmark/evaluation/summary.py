@@ -1,11 +1,14 @@
 """summary.json: per model, task and metric the mean with its 95% bootstrap CI; per adapter,
-task and metric the paired difference against the base with its CI and p-value."""
+task and metric the paired difference against the base with its CI and p-value; and each
+metric's direction (None for one that describes the answers, such as their length: its change
+is tested like any other, but is neither a gain nor a loss)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from benchmark.contracts.results import BASE, lower_is_better
+from benchmark.contracts.results import BASE, higher_is_better
+from benchmark.evaluation.protocol import verdicts
 from benchmark.evaluation.stats import BootstrapSettings, mean_ci, paired_comparison
 
 
@@ -58,6 +61,7 @@ def build_summary(
         "base": base,
         "models": models,
         "comparisons": comparisons,
+        "protocol": verdicts(comparisons),
         "bootstrap": settings.as_dict(),
-        "higher_is_better": {m: not lower_is_better(m) for m in sorted(metric_names)},
+        "higher_is_better": {m: higher_is_better(m) for m in sorted(metric_names)},
     }

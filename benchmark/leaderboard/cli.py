@@ -31,14 +31,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def stage_key(args: argparse.Namespace):
     """The site folder and everything that decides it: the results and dataset folders it
-    renders, the templates and static files, and the code and packages that render them."""
+    renders, the templates and static files, the protocol its method page quotes, and the code
+    and packages that render them."""
     from benchmark.contracts.results import CACHE_DIR
+    from benchmark.contracts.site import PROTOCOL_DOC
     from benchmark.fingerprint import folder_digest, stage_key
+    from benchmark.paths import REPO_ROOT
 
     inputs = {
         "results": folder_digest(args.results or results_dir(), exclude=(CACHE_DIR,)),
         "dataset": folder_digest(args.dataset or dataset_dir()),
         "site_src": folder_digest(SITE_SRC),
+        "protocol": folder_digest(REPO_ROOT / PROTOCOL_DOC),
     }
     return stage_key(args.out or site_dir(), ["benchmark.leaderboard.cli"], inputs)
 

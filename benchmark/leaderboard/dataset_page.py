@@ -1,5 +1,6 @@
 """The dataset page's content, read from the dataset folder (benchmark/contracts/dataset.py):
-card, split sizes, topic counts, builder steps and sample rows."""
+card, split sizes (every split the folder has, the recall split included), topic counts,
+builder steps and sample rows."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.contracts.dataset import (
+    ALL_SPLITS,
     BUILD_REPORT_FILE,
     CARD_FILE,
     COLUMNS,
-    SPLITS,
     split_glob,
 )
 from benchmark.errors import UserError
@@ -71,7 +72,7 @@ def dataset_page_view(root: Path) -> dict[str, Any] | None:
         }
     topics: Counter[str] = Counter()
     per_split_topics: dict[str, Counter[str]] = {}
-    for split in SPLITS:
+    for split in ALL_SPLITS:
         files = sorted(root.glob(f"{split_glob(split)}.parquet"))
         if not files:
             continue

@@ -45,6 +45,8 @@ class Delta:
     high: float | None = None
     p: float | None = None
     test: str | None = None
+    mde: float | None = None  # minimum detectable effect at 80% power (summary comparisons)
+    n: int | None = None  # paired questions
 
 
 @dataclass
@@ -62,6 +64,7 @@ class RunFolder:
     summary: dict[str, Any] | None
     base: str
     scores_path: Path | None
+    eval_set: Any = None  # the evalsets.EvalSet its models were scored on (set by load)
 
 
 @dataclass
@@ -83,15 +86,19 @@ class Entry:
     folder: RunFolder | None = None
     model_args: str | None = None
     lm_eval_config: dict[str, Any] | None = None
+    set_label: str = ""  # the label within its evaluation set (the model's name where unique)
 
 
 @dataclass
 class Leaderboard:
     entries: list[Entry]
     columns: list[Key]
-    higher_is_better: dict[Key, bool]
+    higher_is_better: dict[Key, bool | None]
     runs: list[RunFolder]
     results_root: Path
+    sets: list[Any] = field(default_factory=list)
+    """The evaluation sets (evalsets.EvalSet), in display order: every table, chart and delta
+    compares only the entries of one set, the models scored on the same questions."""
 
 
 def read_json(path: Path) -> Any:
@@ -120,10 +127,13 @@ def _expect_dict(obj: Any, path: Path, key: str) -> dict[str, Any]:
     return obj
 
 
-def higher_is_better(declared: dict[Key, bool], key: Key) -> bool:
+def higher_is_better(declared: dict[Key, bool], key: Key) -> bool | None:
     """A column's direction: as an lm-eval results file declares it, else the registry's (for a
-    metric that is not ours, the one its name suggests)."""
-    return declared.get(key, not contract.lower_is_better(key[1]))
+    metric that is not ours, the one its name suggests). None for a metric that describes the
+    answers (their length): its change is shown and tested, never coloured as a gain or loss."""
+    if key in declared:
+        return declared[key]
+    return contract.higher_is_better(key[1].split(" [")[0])
 
 
 def parse_lm_eval(doc: dict[str, Any], path: Path) -> tuple[dict[Key, Stat], dict[Key, bool]]:
@@ -192,8 +202,15 @@ def _summary_deltas(summary: dict[str, Any], path: Path, model: str) -> dict[Key
             if delta is None:
                 continue
             test = v.get("test") if isinstance(v.get("test"), str) else None
+            n = v.get("n") if isinstance(v.get("n"), int) and not isinstance(v["n"], bool) else None
             out[(task, metric)] = Delta(
-                delta, _num(v.get("ci_low")), _num(v.get("ci_high")), _num(v.get("p_value")), test
+                delta,
+                _num(v.get("ci_low")),
+                _num(v.get("ci_high")),
+                _num(v.get("p_value")),
+                test,
+                _num(v.get("mde")),
+                n,
             )
     return out
 
@@ -394,9 +411,11 @@ def load(results_root: Path) -> Leaderboard:
         used.add(cand.lower())
         e.slug = cand
 
+    from benchmark.leaderboard.evalsets import group
+
     columns = sorted({k for e in entries for k in e.stats}, key=_sort_key)
     higher = {k: higher_is_better(hib, k) for k in columns}
-    return Leaderboard(entries, columns, higher, runs, results_root)
+    return Leaderboard(entries, columns, higher, runs, results_root, group(runs, entries, columns))
 
 
 def iter_scores(path: Path) -> list[dict[str, Any]]:

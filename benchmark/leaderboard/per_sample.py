@@ -3,10 +3,15 @@ the compare page's question-by-question data and its no-JavaScript preview."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from statistics import NormalDist
 from typing import Any
 
+import numpy as np
+
 from benchmark.contracts import results as contract
+from benchmark.contracts.protocol import ALPHA, POWER, PRIMARY_SETS
 from benchmark.contracts.site import PRIMARY
 from benchmark.leaderboard import ingest, present
 
@@ -21,10 +26,12 @@ def preview(payload: dict[str, Any]) -> dict[str, Any] | None:
     primary = payload["primary"]
     m = t["metrics"].index(primary) if primary in t["metrics"] else 0
     rows = []
+    higher = t["higher"][m]
     for r in t["rows"][:PREVIEW_ROWS]:
         b, a = r[6][m], r[7][m]
         d = None if a is None or b is None else a - b
-        better = None if not d else (d > 0) == t["higher"][m]
+        better = None if not d or higher is None else (d > 0) == higher
+        ref_w, base_w, tuned_w = r[8] if t["generated"] else (None, None, None)
         rows.append(
             {
                 "id": r[0],
@@ -33,6 +40,7 @@ def preview(payload: dict[str, Any]) -> dict[str, Any] | None:
                 "reference": r[3],
                 "base": r[4],
                 "tuned": r[5],
+                "words": (ref_w, base_w, tuned_w),
                 "score": f"{t['metrics'][m]}: {present.fmt_value(b)} → {present.fmt_value(a)}"
                 + (f" ({present.fmt_signed(d)})" if d is not None else ""),
                 "cls": "" if better is None else ("better" if better else "worse"),
@@ -74,71 +82,141 @@ def metric_names(recs: list[dict]) -> list[str]:
     return sorted(names, key=contract.metric_sort_key)
 
 
-_MEANS_CACHE: dict[int, tuple[list[dict], dict]] = {}
+_MATRIX_CACHE: dict[tuple, tuple[list[dict], tuple]] = {}
 
 
 def forget_topic_means() -> None:
-    """Drop the means cached during one site build."""
-    _MEANS_CACHE.clear()
+    """Drop the per-sample matrices and word counts cached during one site build."""
+    _MATRIX_CACHE.clear()
+    _BASE_WORDS.clear()
 
 
-def _topic_means(rows: list[dict]) -> dict[str, dict[str, tuple[float, int]]]:
-    """topic -> metric -> (mean, n), plus "(all)"; cached per record list (the base is reused)."""
-    hit = _MEANS_CACHE.get(id(rows))
+def _matrix(rows: list[dict], metrics: list[str]) -> tuple[list[tuple], list[str], np.ndarray]:
+    """(doc keys, topics, values[doc, metric]) of one model's records of one task; NaN where a
+    value is missing. Cached per record list (the base's is reused by every adapter)."""
+    key = (id(rows), tuple(metrics))
+    hit = _MATRIX_CACHE.get(key)
     if hit is not None and hit[0] is rows:
         return hit[1]
-    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        topic = str(r.get("topic") or "(none)")
-        mt, ma = acc[topic], acc["(all)"]
-        for m, v in (r.get("metrics") or {}).items():
-            if type(v) in _NUMBER:
-                mt[m].append(v)
-                ma[m].append(v)
-    out = {t: {m: (sum(v) / len(v), len(v)) for m, v in ms.items()} for t, ms in acc.items()}
-    _MEANS_CACHE[id(rows)] = (rows, out)
+    nan = float("nan")
+    values = np.array(
+        [
+            [v if type(v) in _NUMBER else nan for v in map((r.get("metrics") or {}).get, metrics)]
+            for r in rows
+        ],
+        dtype=np.float64,
+    ).reshape(len(rows), len(metrics))
+    out = ([_doc_key(r) for r in rows], [str(r.get("topic") or "(none)") for r in rows], values)
+    _MATRIX_CACHE[key] = (rows, out)
     return out
 
 
+def _column_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, count, sd with ddof=1) of each column over its finite values."""
+    finite = np.isfinite(values)
+    n = finite.sum(axis=0)
+    safe = np.where(finite, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = safe.sum(axis=0) / n
+        dev = np.where(finite, values - mean, 0.0)
+        sd = np.sqrt((dev**2).sum(axis=0) / (n - 1))
+    return mean, n, sd
+
+
+#: z_{1-alpha/2} + z_power of the protocol's power calculation (docs/protocol.md); the same
+#: formula as benchmark.evaluation.stats.min_detectable_effect, without importing scipy
+_Z_MDE = NormalDist().inv_cdf(1 - ALPHA / 2) + NormalDist().inv_cdf(POWER)
+
+
+def min_detectable_effect(sd: float, n: int) -> float | None:
+    """The smallest true mean difference a paired test on `n` questions whose differences have
+    SD `sd` detects with 80% power at two-sided alpha 0.05; None where it is not defined."""
+    if n < 2 or not math.isfinite(sd):
+        return None
+    return _Z_MDE * sd / math.sqrt(n)
+
+
 def topic_table(recs: list[dict], base_recs: list[dict] | None, hib: dict) -> dict[str, Any]:
-    """The run page's table of one task: each metric's mean per topic, and its change against
-    the base's mean on the same topic."""
+    """The run page's table of one task: each metric's mean per topic and, against the base,
+    the mean paired difference on that topic's questions with its minimum detectable effect."""
     metrics = metric_names(recs)
-    means = _topic_means
-    mine, base = means(recs), means(base_recs or [])
-    topics = sorted(t for t in mine if t != "(all)") + ["(all)"]
+    keys, topics, mine = _matrix(recs, metrics)
+    diffs = None
+    if base_recs:
+        base_keys, _, base = _matrix(base_recs, metrics)
+        where = {k: i for i, k in enumerate(base_keys)}
+        idx = np.array([where.get(k, -1) for k in keys], dtype=np.int64)
+        aligned = np.full_like(mine, np.nan)
+        found = idx >= 0
+        aligned[found] = base[idx[found]]
+        diffs = mine - aligned
+    topic_arr = np.array(topics, dtype=object)
     rows = []
-    for t in topics:
-        n = max((c for _, c in mine[t].values()), default=0)
+    for t in sorted(set(topics)) + ["(all)"]:
+        mask = np.ones(len(topics), bool) if t == "(all)" else topic_arr == t
+        means, counts, _ = _column_stats(mine[mask])
+        if diffs is not None:
+            d_mean, d_n, d_sd = _column_stats(diffs[mask])
         cells = []
-        for m in metrics:
-            v = mine[t].get(m)
-            b = base.get(t, {}).get(m)
-            d = None if v is None or b is None else v[0] - b[0]
-            better = None if d is None or d == 0 else (d > 0) == hib.get(m, True)
+        for j, m in enumerate(metrics):
+            v = float(means[j]) if counts[j] else None
+            d = float(d_mean[j]) if diffs is not None and d_n[j] else None
+            mde = min_detectable_effect(float(d_sd[j]), int(d_n[j])) if d is not None else None
+            higher = hib.get(m, True)
+            better = None if d is None or d == 0 or higher is None else (d > 0) == higher
             cells.append(
                 {
-                    "value": present.fmt_value(v[0] if v else None),
+                    "value": present.fmt_value(v),
                     "delta": present.fmt_signed(d) if d is not None else "",
+                    "mde": f"MDE {present.fmt_value(mde)}" if mde is not None else "",
                     "cls": "" if better is None else ("better" if better else "worse"),
                 }
             )
-        rows.append({"topic": t, "n": n, "cells": cells})
+        rows.append({"topic": t, "n": int(counts.max(initial=0)), "cells": cells})
     return {"metrics": metrics, "rows": rows, "has_base": bool(base_recs)}
+
+
+def _words(text: Any) -> int | None:
+    """Words of a text as answer_words counts them (whitespace-separated); None for no text."""
+    return None if text is None else len(str(text).split())
+
+
+_BASE_WORDS: dict[int, tuple[dict, tuple[int | None, int | None]]] = {}
+
+
+def _base_words(rec: dict) -> tuple[int | None, int | None]:
+    """(reference words, answer words) of a base record, counted once per build: every adapter
+    of the run is compared with the same base records."""
+    hit = _BASE_WORDS.get(id(rec))
+    if hit is not None and hit[0] is rec:
+        return hit[1]
+    words = (_words(rec.get("reference")), _words(rec.get("prediction")))
+    _BASE_WORDS[id(rec)] = (rec, words)
+    return words
+
+
+def task_order(tasks) -> list[str]:
+    """The headline tasks first (recall, transfer: the protocol's order), then the others in the
+    registry's order."""
+    head = [t for _, t in PRIMARY_SETS if t in tasks]
+    return head + sorted((t for t in tasks if t not in head), key=contract.task_sort_key)
 
 
 def compare_payload(entry, base, scores, hib_for) -> dict[str, Any]:
     """The compare page's data (window.MB_COMPARE): per task, each document's question,
-    reference, both answers and both models' scores."""
+    reference, both answers, both models' scores and the words of reference and answers; and
+    per metric the run's paired comparison (delta, p, MDE) for the whole task."""
     tasks: dict[str, Any] = {}
     mine = scores.get(entry.model, {})
     theirs = scores.get(base.model, {})
-    for task in sorted(mine, key=contract.task_sort_key):
+    for task in task_order(mine):
         base_by = {_doc_key(r): r for r in theirs.get(task, [])}
         pairs = [(base_by[_doc_key(r)], r) for r in mine[task] if _doc_key(r) in base_by]
         if not pairs:
             continue
         metrics = metric_names([r for _, r in pairs])
+        # generated answers have a length in words (multiple choice picks a given answer)
+        generated = task in contract.GENERATION_TASKS or "answer_words" in metrics
         rows = []
         for b, t in pairs:
             bm, tm = b.get("metrics") or {}, t.get("metrics") or {}
@@ -152,11 +230,18 @@ def compare_payload(entry, base, scores, hib_for) -> dict[str, Any]:
                     str(t.get("prediction") or ""),
                     [bm.get(m) if type(bm.get(m)) in _NUMBER else None for m in metrics],
                     [tm.get(m) if type(tm.get(m)) in _NUMBER else None for m in metrics],
+                    [*_base_words(b), _words(t.get("prediction"))] if generated else None,
                 ]
             )
+        comparison = []
+        for m in metrics:
+            d = entry.deltas.get((task, m))
+            comparison.append(None if d is None else [d.delta, d.p, d.mde])
         tasks[task] = {
             "metrics": metrics,
             "higher": [hib_for(task, m) for m in metrics],
+            "comparison": comparison,
+            "generated": generated,
             "rows": rows,
         }
     return {"model": entry.label, "base": base.label, "primary": PRIMARY[1], "tasks": tasks}

@@ -23,9 +23,14 @@ def fmt_value(x: float | None) -> str:
     return f"{x:.3f}" if -1.5 <= x <= 1.5 else fmt_num(x)
 
 
-def fmt_signed(x: float) -> str:
-    s = fmt_value(abs(x))
+def fmt_signed(x: float, fmt=None) -> str:
+    s = (fmt or fmt_value)(abs(x))
     return ("+" if x > 0 else "−" if x < 0 else "±") + s
+
+
+def fmt_words(x: float | None) -> str:
+    """A length in words: one decimal."""
+    return "—" if x is None else f"{x:.1f}"
 
 
 def fmt_p(p: float | None) -> str:
@@ -55,14 +60,38 @@ def fmt_efficiency(key: str, value: Any) -> str:
     return f"{value:,.0f}"
 
 
-def delta_status(d: Delta, higher_is_better: bool) -> str:
-    """ "up"/"down": significantly better/worse (p < 0.05); "ns": tested, not significant; "nt": no test."""
+def delta_status(d: Delta, higher_is_better: bool | None) -> str:
+    """ "up"/"down": significantly better/worse (p < 0.05); "ns": tested, not significant; "nt": no
+    test; "desc": a significant change of a metric that describes the answers (their length),
+    which is neither better nor worse."""
     if d.p is None:
         return "nt"
     if d.p >= ALPHA:
         return "ns"
+    if higher_is_better is None:
+        return "desc"
     better = d.delta > 0 if higher_is_better else d.delta < 0
     return "up" if better else "down"
+
+
+def direction(higher_is_better: bool | None) -> tuple[str, str]:
+    """(arrow, words) of a metric's direction; a descriptive metric has neither."""
+    if higher_is_better is None:
+        return "·", "describes the answers: neither direction is better"
+    return ("↑", "higher is better") if higher_is_better else ("↓", "lower is better")
+
+
+def p_text(p: float) -> str:
+    return f"p {fmt_p(p)}" if p < 0.001 else f"p = {fmt_p(p)}"
+
+
+def delta_stats(d: Delta, fmt=None) -> tuple[str, str]:
+    """What stands next to every delta: its p-value and the minimum detectable effect at 80%
+    power of that comparison, e.g. ("p = 0.160", "MDE 0.031"); ("no paired test", "") without
+    a test."""
+    if d.p is None:
+        return "no paired test", ""
+    return p_text(d.p), (f"MDE {(fmt or fmt_value)(d.mde)}" if d.mde is not None else "")
 
 
 @dataclass
@@ -73,47 +102,65 @@ class Cell:
     delta: str
     status: str
     marker: str
-    note: str  # visible short text after the delta: p value / n.s.
+    note: str  # short text after the delta: better / worse / n.s. / changed
     title: str
+    p_note: str = ""  # under the delta: its p-value ("no paired test" without one)
+    mde_note: str = ""  # under the delta: the comparison's minimum detectable effect
+
+    @property
+    def stats(self) -> str:
+        """p-value and MDE in one line, e.g. "p = 0.160, MDE 0.031"."""
+        return ", ".join(t for t in (self.p_note, self.mde_note) if t)
+
+    @property
+    def note_visible(self) -> bool:
+        """n.s. is shown in words; better/worse carry their arrow (the words are for screen
+        readers), and a descriptive change is shown by its box and p-value."""
+        return self.status == "ns"
 
 
-def ci_text(s: Stat) -> str:
+def ci_text(s: Stat, fmt=None) -> str:
     if s.low is None or s.high is None:
         return ""
-    return f"{fmt_value(s.low)}–{fmt_value(s.high)}"
+    fmt = fmt or fmt_value
+    return f"{fmt(s.low)}–{fmt(s.high)}"
 
 
-def metric_cell(entry: Entry, key: Key, higher_is_better: bool) -> Cell:
+def metric_cell(entry: Entry, key: Key, higher_is_better: bool | None, fmt=None) -> Cell:
+    """One metric of one row: score, CI and the change against the base with its p-value and
+    MDE. `fmt` formats the numbers (default fmt_value)."""
+    fmt = fmt or fmt_value
     stat = entry.stats.get(key)
     if stat is None:
         return Cell("", "—", "", "", "", "", "", "not evaluated")
     d = entry.deltas.get(key)
-    delta = marker = note = status = ""
+    delta = marker = note = status = p_note = mde_note = ""
     ci_kind = {"bootstrap": "bootstrap 95% CI", "stderr": "95% CI = ±1.96·stderr"}.get(
         stat.ci, "no CI"
     )
     title = f"{key[0]} {key[1]}: {stat.mean:.4g} ({ci_kind})"
     if d is not None:
         status = delta_status(d, higher_is_better)
-        delta = fmt_signed(d.delta)
+        delta = fmt_signed(d.delta, fmt)
         marker = {"up": "▲", "down": "▼"}.get(status, "")
-        if status in ("up", "down"):
-            p_text = f"p {fmt_p(d.p)}" if d.p < 0.001 else f"p = {fmt_p(d.p)}"
-            note = ("better, " if status == "up" else "worse, ") + p_text
-        elif status == "ns":
-            note = "n.s."
+        note = {"up": "better", "down": "worse", "ns": "n.s.", "desc": "changed"}.get(status, "")
+        p_note, mde_note = delta_stats(d, fmt)
         title += f"; change vs base {d.delta:+.4g}" + (
             f", p = {d.p:.3g}" if d.p is not None else ", no paired test"
         )
+        if d.mde is not None:
+            title += f", minimum detectable effect (80% power) {d.mde:.3g}"
     return Cell(
         repr(round(stat.mean, 6)),
-        fmt_value(stat.mean),
-        ci_text(stat),
+        fmt(stat.mean),
+        ci_text(stat, fmt),
         delta,
         status,
         marker,
         note,
         title,
+        p_note,
+        mde_note,
     )
 
 

@@ -14,19 +14,27 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from benchmark.atomic import atomic_dir
 from benchmark.contracts import results as contract
 from benchmark.contracts.base_model import DEFAULT_MODEL
-from benchmark.contracts.site import PRIMARY
-from benchmark.leaderboard import ingest, per_sample, present, svg
+from benchmark.contracts.protocol import (
+    ALPHA,
+    POWER,
+    PRIMARY_ADAPTER,
+    PRIMARY_METRICS,
+    PRIMARY_SETS,
+    endpoints,
+)
+from benchmark.contracts.site import PRIMARY, PROTOCOL_DOC
+from benchmark.leaderboard import evalsets, headline, ingest, per_sample, present, svg, verdicts
 from benchmark.leaderboard.dataset_page import dataset_page_view
 from benchmark.leaderboard.markdown import render_markdown
 from benchmark.leaderboard.redact import redact_text, scrub
-from benchmark.paths import SITE_SRC
+from benchmark.paths import REPO_ROOT, SITE_SRC
 
-MAX_CHART_MODELS = 8
+MAX_CHART_MODELS = headline.MAX_CHART_MODELS
 
 
 def js_json(obj: Any) -> str:
@@ -54,6 +62,8 @@ def _env() -> Environment:
     env.filters["signed"] = present.fmt_signed
     env.filters["pval"] = present.fmt_p
     env.filters["js_json"] = lambda obj: Markup(js_json(obj))
+    # let a long metric name break after its underscores (headers of narrow columns)
+    env.filters["wbr"] = lambda text: Markup(str(escape(text)).replace("_", "_<wbr>"))
     env.filters["pretty_json"] = lambda obj: json.dumps(
         obj, indent=2, ensure_ascii=False, sort_keys=True
     )
@@ -87,40 +97,28 @@ def _rel_display(path: Path) -> str:
 # ---------------------------------------------------------------- pages
 
 
-def _ordered_entries(lb: ingest.Leaderboard) -> tuple[list[ingest.Entry], ingest.Key | None]:
-    primary = PRIMARY if PRIMARY in lb.columns else (lb.columns[0] if lb.columns else None)
+def _ordered_entries(
+    entries: list[ingest.Entry], columns: list[ingest.Key], hib: dict[ingest.Key, bool | None]
+) -> tuple[list[ingest.Entry], ingest.Key | None]:
+    """One set's rows, best first by the primary column (transfer ROUGE-L where the set has it)."""
+    primary = PRIMARY if PRIMARY in columns else (columns[0] if columns else None)
     if primary is None:
-        return sorted(lb.entries, key=lambda e: e.label), None
-    sign = -1 if lb.higher_is_better[primary] else 1
+        return sorted(entries, key=lambda e: e.label), None
+    sign = 1 if hib[primary] is False else -1
 
     def key(e: ingest.Entry) -> tuple:
         s = e.stats.get(primary)
         return (s is None, sign * s.mean if s else 0.0, e.label)
 
-    return sorted(lb.entries, key=key), primary
+    return sorted(entries, key=key), primary
 
 
-def _gain_chart(lb: ingest.Leaderboard, ordered: list[ingest.Entry], primary) -> dict[str, Any]:
+def _gain_chart(
+    ordered: list[ingest.Entry], columns: list[ingest.Key], hib: dict[ingest.Key, bool | None]
+) -> dict[str, Any]:
     tuned = [e for e in ordered if e.deltas]
     shown = tuned[:MAX_CHART_MODELS]
-    panels = []
-    for col in lb.columns:
-        rows = []
-        for e in shown:
-            d = e.deltas.get(col)
-            if d is None:
-                continue
-            status = present.delta_status(d, lb.higher_is_better[col])
-            rows.append((e.label, d.delta, d.low, d.high, status))
-        if rows:
-            title = f"{col[0]} · {col[1]}"
-            panels.append(
-                {
-                    "task": col[0],
-                    "metric": col[1],
-                    "svg": svg.gain_panel(title, rows, lb.higher_is_better[col]),
-                }
-            )
+    panels = [p for col in columns if (p := headline.gain_panel(shown, col, hib[col])) is not None]
     return {"panels": panels, "shown": len(shown), "total": len(tuned)}
 
 
@@ -244,22 +242,25 @@ class _ModelPage:
     base: ingest.Entry | None
     scores: dict[str, dict[str, list[dict]]] | None  # its run's per-sample records
     has_compare: bool
+    eval_set: evalsets.EvalSet
 
 
 def _build_site(results: Path, out: Path, dataset: Path | None) -> dict[str, Any]:
     lb = ingest.load(Path(results))
-    ordered, primary = _ordered_entries(lb)
-    pages = _model_pages(lb, ordered)
+    scores = per_sample.scores_by_run(lb)
+    views = [_set_view(lb, s, scores) for s in lb.sets]
+    pages = _model_pages(lb, [e for v in views for e in v["ordered"]], scores)
     with atomic_dir(out) as tmp:
         common = {"results_display": _rel_display(lb.results_root), "n_models": len(lb.entries)}
         site = _Site(lb, _env(), SiteWriter(tmp), common)
         shutil.copytree(SITE_SRC / "static", tmp / "static")
-        _write_index(site, ordered, primary, pages)
+        _write_index(site, views, pages)
         copied: set[str] = set()
+        groups = {id(v["set"]): v["groups"] for v in views}
         for page in pages:
-            _write_model_pages(site, page, copied)
+            _write_model_pages(site, page, groups[id(page.eval_set)], copied)
         _write_dataset_page(site, dataset)
-        _write_method_page(site)
+        _write_method_page(site, views)
         files, size = site.writer.files, site.writer.bytes
     return {
         "models": len(lb.entries),
@@ -271,9 +272,11 @@ def _build_site(results: Path, out: Path, dataset: Path | None) -> dict[str, Any
     }
 
 
-def _model_pages(lb: ingest.Leaderboard, ordered: list[ingest.Entry]) -> list[_ModelPage]:
-    scores = per_sample.scores_by_run(lb)
+def _model_pages(
+    lb: ingest.Leaderboard, ordered: list[ingest.Entry], scores: dict[int, Any]
+) -> list[_ModelPage]:
     bases = {id(e.folder): e for e in lb.entries if e.is_base and e.folder is not None}
+    set_of = {id(e): s for s in lb.sets for e in s.entries}
     pages = []
     for e in ordered:
         base = bases.get(id(e.folder))
@@ -285,49 +288,92 @@ def _model_pages(lb: ingest.Leaderboard, ordered: list[ingest.Entry]) -> list[_M
             and run_scores.get(e.model)
             and run_scores.get(base.model)
         )
-        pages.append(_ModelPage(e, base, run_scores, has_compare))
+        pages.append(_ModelPage(e, base, run_scores, has_compare, set_of[id(e)]))
     return pages
 
 
-def _write_index(site: _Site, ordered, primary, pages: list[_ModelPage]) -> None:
-    lb = site.lb
+def _set_view(lb: ingest.Leaderboard, s: evalsets.EvalSet, scores: dict[int, Any]) -> dict:
+    """Everything the leaderboard shows of one evaluation set: its headline (recall and transfer
+    side by side), its secondary table and charts, and its runs' protocol verdicts."""
+    hib = lb.higher_is_better
+    ordered, primary = _ordered_entries(s.entries, s.columns, hib)
+    groups = headline.groups_of(s.columns, s.entries)
+    run_scores = [scores[id(r)] for r in s.runs if id(r) in scores]
+    for g in groups:
+        g.ref_words = headline.reference_words(g.task, run_scores)
+    shown = headline.headline_keys(groups)
+    columns = [c for c in s.columns if c not in shown]
+    return {
+        "set": s,
+        "ordered": ordered,
+        "primary": primary,
+        "groups": groups,
+        "head_rows": headline.table_rows(ordered, groups, hib),
+        "head_panels": headline.gain_panels(ordered, groups, hib),
+        "length_charts": headline.length_charts(ordered, groups),
+        "columns": columns,
+        "chart": _gain_chart(ordered, columns, hib),
+        "verdicts": [(r, v) for r in s.runs if (v := verdicts.verdicts(r.summary)) is not None],
+    }
+
+
+def _write_index(site: _Site, views: list[dict], pages: list[_ModelPage]) -> None:
+    hib = site.lb.higher_is_better
     compare = {p.entry.slug for p in pages if p.has_compare}
-    rows = [
-        {
-            "e": e,
-            "cells": [present.metric_cell(e, col, lb.higher_is_better[col]) for col in lb.columns],
-            "eff": present.efficiency_cells(e),
-            "compare": e.slug in compare,
-        }
-        for e in ordered
-    ]
+    sections = []
+    for v in views:
+        ordered, columns = v["ordered"], v["columns"]
+        sections.append(
+            {
+                **v,
+                "rows": [
+                    {
+                        "e": e,
+                        "cells": [present.metric_cell(e, col, hib[col]) for col in columns],
+                        "eff": present.efficiency_cells(e),
+                        "compare": e.slug in compare,
+                    }
+                    for e in ordered
+                ],
+                "compare": compare,
+                "columns": [
+                    {"task": t, "metric": m, "dir": present.direction(hib[(t, m)])}
+                    for t, m in columns
+                ],
+                "head_dirs": {
+                    (g.task, m): present.direction(hib[(g.task, m)])
+                    for g in v["groups"]
+                    for m in g.metrics
+                },
+                "tasks": sorted({c[0] for c in columns}, key=contract.task_sort_key),
+                "any_train": any(e.train for e in ordered),
+                "has_marinebench": any(e.origin == "marinebench" for e in ordered),
+            }
+        )
     site.render(
         "index.html",
         "index.html.j2",
         root="",
         page="index",
         title="Leaderboard",
-        rows=rows,
-        columns=[
-            {"task": t, "metric": m, "higher": lb.higher_is_better[(t, m)]} for t, m in lb.columns
-        ],
-        tasks=sorted({c[0] for c in lb.columns}, key=contract.task_sort_key),
+        sections=sections,
         efficiency=present.EFFICIENCY,
-        any_train=any(e.train for e in lb.entries),
-        primary=primary,
-        chart=_gain_chart(lb, ordered, primary),
-        runs=lb.runs,
+        n_rows=len(site.lb.entries),
+        primary_adapter=PRIMARY_ADAPTER,
     )
 
 
-def _write_model_pages(site: _Site, page: _ModelPage, copied: set[str]) -> None:
+def _write_model_pages(
+    site: _Site, page: _ModelPage, groups: list[headline.Group], copied: set[str]
+) -> None:
     """The run page, the adapter card and the compare page of one row, and its raw files."""
     for raw in page.entry.raw:
         _copy_raw(site.writer, raw, copied)
     card = _write_card(site, page.entry)
-    _write_run_page(site, page, card)
+    head = headline.model_rows(page.entry, groups, site.lb.higher_is_better) if groups else []
+    _write_run_page(site, page, card, groups, head)
     if page.has_compare:
-        _write_compare_page(site, page)
+        _write_compare_page(site, page, groups, head)
 
 
 def _write_card(site: _Site, e: ingest.Entry) -> dict[str, str] | None:
@@ -361,7 +407,7 @@ def _metric_rows(site: _Site, e: ingest.Entry) -> list[dict[str, Any]]:
             {
                 "task": col[0],
                 "metric": col[1],
-                "higher": higher,
+                "dir": present.direction(higher),
                 "stat": s,
                 "ci": present.ci_text(s),
                 "cell": present.metric_cell(e, col, higher),
@@ -394,7 +440,9 @@ def _topic_tables(site: _Site, page: _ModelPage) -> list[tuple[str, dict[str, An
     return tables
 
 
-def _write_run_page(site: _Site, page: _ModelPage, card: dict[str, str] | None) -> None:
+def _write_run_page(
+    site: _Site, page: _ModelPage, card: dict[str, str] | None, groups, head
+) -> None:
     e, train = page.entry, page.entry.train
     config = train.get("config") if train else None
     site.render(
@@ -405,6 +453,9 @@ def _write_run_page(site: _Site, page: _ModelPage, card: dict[str, str] | None) 
         title=e.label,
         e=e,
         base=page.base,
+        eval_set=page.eval_set,
+        groups=groups,
+        head=head,
         metric_rows=_metric_rows(site, e),
         topic_tables=_topic_tables(site, page),
         has_scores=bool(e.folder and e.folder.scores_path),
@@ -419,10 +470,11 @@ def _write_run_page(site: _Site, page: _ModelPage, card: dict[str, str] | None) 
     )
 
 
-def _write_compare_page(site: _Site, page: _ModelPage) -> None:
+def _write_compare_page(site: _Site, page: _ModelPage, groups, head) -> None:
     e, base = page.entry, page.base
     payload = per_sample.compare_payload(e, base, page.scores, site.hib_for)
     site.writer.text(f"compare/{e.slug}.data.js", "window.MB_COMPARE = " + js_json(payload) + ";\n")
+    claims = {g.task: g for g in groups}
     site.render(
         f"compare/{e.slug}.html",
         "compare.html.j2",
@@ -431,7 +483,11 @@ def _write_compare_page(site: _Site, page: _ModelPage) -> None:
         title=f"Compare: {e.label} vs {base.label}",
         e=e,
         base=base,
-        tasks=list(payload["tasks"]),
+        eval_set=page.eval_set,
+        groups=groups,
+        head=head,
+        head_tasks=[(t, claims[t]) for t in payload["tasks"] if t in claims],
+        other_tasks=[t for t in payload["tasks"] if t not in claims],
         slug=e.slug,
         preview=per_sample.preview(payload),
     )
@@ -449,8 +505,18 @@ def _write_dataset_page(site: _Site, dataset: Path | None) -> None:
     )
 
 
-def _write_method_page(site: _Site) -> None:
-    """What the metrics measure (from the registry), the statistics, and the commands."""
+def _protocol_doc() -> dict[str, object] | None:
+    """docs/protocol.md rendered for the method page (the site is static and offline, so the
+    text itself goes in, not a link to the repository)."""
+    path = REPO_ROOT / PROTOCOL_DOC
+    if not path.is_file():
+        return None
+    return render_markdown(path.read_text(encoding="utf-8"))
+
+
+def _write_method_page(site: _Site, views: list[dict]) -> None:
+    """What the metrics measure (from the registry), the protocol and its verdicts, the
+    statistics, and the commands."""
     lb = site.lb
     adapters = sorted(
         {
@@ -467,9 +533,21 @@ def _write_method_page(site: _Site) -> None:
         page="method",
         title="Method",
         tasks=contract.TASKS,
-        metrics=contract.METRICS,
+        metrics=[
+            (m, present.direction(contract.higher_is_better(m.name))) for m in contract.METRICS
+        ],
         runs=lb.runs,
         adapters=adapters,
         bootstrap=[(r.name, (r.summary or {}).get("bootstrap")) for r in lb.runs],
         base_models=sorted(base_models) or [DEFAULT_MODEL],
+        verdict_sets=[v for v in views if v["verdicts"]],
+        protocol=_protocol_doc(),
+        protocol_doc=PROTOCOL_DOC,
+        primary_adapter=PRIMARY_ADAPTER,
+        primary_sets=PRIMARY_SETS,
+        primary_metrics=PRIMARY_METRICS,
+        alpha=ALPHA,
+        power=POWER,
+        n_endpoints=len(endpoints()),
+        claim_text=headline.CLAIM_TEXT,
     )

@@ -53,19 +53,26 @@ def fmt_num(x: float) -> str:
 
 def gain_panel(
     title: str,
-    rows: Sequence[tuple[str, float, float | None, float | None, str]],
-    higher_is_better: bool,
+    rows: Sequence[tuple],
+    higher_is_better: bool | None,
 ) -> Markup:
-    """One metric's deltas vs base: rows of (label, delta, ci_low, ci_high, status).
+    """One metric's deltas vs base: rows of (label, delta, ci_low, ci_high, status[, mde]).
 
-    status is "up" / "down" (significant better / worse), "ns" (not significant) or "nt" (no test).
+    status is "up" / "down" (significant better / worse), "ns" (not significant), "nt" (no test)
+    or "desc" (a significant change of a metric that is neither better nor worse). Where a row
+    has its minimum detectable effect (80% power), a shaded band spans ±MDE around zero: a bar
+    inside it is smaller than what that comparison could reliably detect.
     """
     label_w, plot_w, value_w, row_h, top = 150, 180, 92, 22, 8
     width = label_w + plot_w + value_w
     height = top + row_h * len(rows) + 22
     values = [0.0]
-    for _, d, lo, hi, _ in rows:
+    for row in rows:
+        _, d, lo, hi, _ = row[:5]
+        mde = row[5] if len(row) > 5 else None
         values += [d] + [v for v in (lo, hi) if v is not None]
+        if mde is not None and math.isfinite(mde):
+            values += [mde, -mde]
     lo_v, hi_v = min(values), max(values)
     if lo_v == hi_v:
         hi_v = lo_v + 1.0
@@ -75,7 +82,9 @@ def gain_panel(
     def x(v: float) -> float:
         return label_w + (v - lo_axis) / (hi_axis - lo_axis) * plot_w
 
-    direction = "higher is better" if higher_is_better else "lower is better"
+    direction = {True: "higher is better", False: "lower is better"}.get(
+        higher_is_better, "neither direction is better"
+    )
     parts = [
         f'<svg class="chart gain" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'role="img" aria-label="{escape(title)}: change versus base ({direction})">',
@@ -86,10 +95,19 @@ def gain_panel(
             f'<line class="grid" x1="{_f(x(t))}" x2="{_f(x(t))}" y1="{top}" y2="{height - 18}"/>'
             f'<text class="tick" x="{_f(x(t))}" y="{height - 5}" text-anchor="middle">{tick_label(t)}</text>'
         )
+    for i, row in enumerate(rows):
+        mde = row[5] if len(row) > 5 else None
+        if mde is not None and math.isfinite(mde) and mde > 0:
+            y = top + i * row_h
+            parts.append(
+                f'<rect class="mde" x="{_f(x(-mde))}" y="{y + 2}" width="{_f(x(mde) - x(-mde))}" '
+                f'height="18"><title>minimum detectable effect ±{fmt_num(mde)}</title></rect>'
+            )
     parts.append(
         f'<line class="axis" x1="{_f(x(0))}" x2="{_f(x(0))}" y1="{top}" y2="{height - 18}"/>'
     )
-    for i, (label, d, lo, hi, status) in enumerate(rows):
+    for i, row in enumerate(rows):
+        label, d, lo, hi, status = row[:5]
         y = top + i * row_h
         short = label if len(label) <= 22 else label[:21] + "…"
         parts.append(
@@ -110,6 +128,67 @@ def gain_panel(
         parts.append(
             f'<text class="value {status}" x="{label_w + plot_w + 6}" y="{y + 15}">'
             f"{sign}{fmt_num(d)}{mark}</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def length_panel(
+    title: str,
+    rows: Sequence[tuple],
+    reference: float | None,
+) -> Markup:
+    """Mean answer length per model: rows of (label, mean words, ci_low, ci_high[, ratio to the
+    references]), with a dashed line at the references' mean length where it is known. Neutral
+    colours: length describes the answers, it is neither a gain nor a loss."""
+    label_w, plot_w, value_w, row_h, top = 150, 200, 90, 22, 22
+    width = label_w + plot_w + value_w
+    height = top + row_h * len(rows) + 22
+    values = [0.0] + [v for row in rows for v in row[1:4] if v is not None]
+    if reference is not None:
+        values.append(reference)
+    ticks = nice_ticks(0.0, max(values) or 1.0, 4)
+    hi_axis = max(ticks) or 1.0
+
+    def x(v: float) -> float:
+        return label_w + v / hi_axis * plot_w
+
+    parts = [
+        f'<svg class="chart length" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for t in ticks:
+        parts.append(
+            f'<line class="grid" x1="{_f(x(t))}" x2="{_f(x(t))}" y1="{top}" y2="{height - 18}"/>'
+            f'<text class="tick" x="{_f(x(t))}" y="{height - 5}" text-anchor="middle">{tick_label(t)}</text>'
+        )
+    for i, row in enumerate(rows):
+        label, mean, lo, hi = row[:4]
+        ratio = row[4] if len(row) > 4 else None
+        y = top + i * row_h
+        short = label if len(label) <= 22 else label[:21] + "…"
+        parts.append(
+            f'<text class="label" x="{label_w - 6}" y="{y + 15}" text-anchor="end">{escape(short)}'
+            f"<title>{escape(label)}</title></text>"
+            f'<rect class="bar nt" x="{label_w}" y="{y + 5}" width="{_f(max(x(mean) - label_w, 1))}" '
+            f'height="12"/>'
+        )
+        if lo is not None and hi is not None:
+            parts.append(
+                f'<path class="whisker" d="M{_f(x(lo))} {y + 11}H{_f(x(hi))}'
+                f'M{_f(x(lo))} {y + 7}V{y + 15}M{_f(x(hi))} {y + 7}V{y + 15}"/>'
+            )
+        parts.append(
+            f'<text class="value" x="{label_w + plot_w + 6}" y="{y + 15}">{mean:.1f}'
+            + (f" (×{ratio:.2f})" if ratio is not None else "")
+            + "</text>"
+        )
+    if reference is not None:
+        parts.append(
+            f'<line class="ref" x1="{_f(x(reference))}" x2="{_f(x(reference))}" y1="{top - 4}" '
+            f'y2="{height - 18}"/><text class="ref-label" x="{_f(x(reference))}" y="{top - 8}" '
+            f'text-anchor="middle">references {reference:.1f}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

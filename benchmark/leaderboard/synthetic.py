@@ -69,12 +69,31 @@ def _question(rng: np.random.Generator, topic: str, i: int) -> tuple[str, str]:
     return q, ref
 
 
-def _answer(rng: np.random.Generator, ref: str, quality: float) -> str:
+_PADDING_TEXT = (
+    "This is a fascinating question that marine biologists continue to study in many oceans, "
+    "and the answer depends on temperature, nutrients, light, currents and the species involved."
+)
+_PADDING = _PADDING_TEXT.split(" ")
+
+
+def _answer(rng: np.random.Generator, ref: str, quality: float, verbose: bool = False) -> str:
+    """A synthetic answer: part of the reference (more of it for a better model) and filler; a
+    verbose model (the base) pads it with general words, as real base models do."""
     words = ref.split()
     keep = max(1, int(len(words) * min(1.0, max(0.05, quality))))
     start = int(rng.integers(0, len(words) - keep + 1))
     filler = ("Marine", "organisms", "often", "depend", "on", "currents", "and", "light.")
-    return " ".join(words[start : start + keep] + list(filler[: int(rng.integers(2, 8))]))
+    out = words[start : start + keep] + list(filler[: int(rng.integers(2, 8))])
+    if verbose:
+        out = _PADDING[: int(rng.integers(12, len(_PADDING) + 1))] + out
+    return " ".join(out)
+
+
+def _length_scores(prediction: str, reference: str) -> dict[str, float]:
+    """answer_words and length_ratio of one answer, as the scorers define them (whitespace
+    words; the ratio to the reference's words)."""
+    words = len(prediction.split())
+    return {"answer_words": float(words), "length_ratio": words / max(len(reference.split()), 1)}
 
 
 #: how a metric's synthetic value follows answer quality q in [0, 1]: ("score", scale, offset)
@@ -100,6 +119,8 @@ _SHAPES: dict[str, tuple] = {
 }
 #: tasks on general knowledge, where adapters lose a little instead of gaining
 _FORGETTING_TASKS = ("retention_qa",)
+#: tasks on the recall split (trained facts in new words)
+_RECALL_TASKS = ("marine_recall", "marine_recall_ppl", "marine_recall_mc")
 
 
 def _shape(metric: contract.Metric) -> tuple:
@@ -120,13 +141,20 @@ def _metric_values(rng: np.random.Generator, metric: contract.Metric, q: np.ndar
     return np.clip(q * scale * (1 - offset) + offset + rng.normal(0, 0.04, len(q)), 0, 1)
 
 
-def _docs(rng: np.random.Generator, n: int) -> tuple[list[dict], list[dict]]:
-    """Marine documents (every task but retention's) and general-knowledge documents."""
+def _docs(rng: np.random.Generator, n: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """Marine documents (the transfer tasks), recall documents (trained facts asked in new words,
+    three quarters as many) and general-knowledge documents (retention)."""
     marine = []
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
         q, ref = _question(rng, topic, i)
         marine.append({"id": f"mq-{i:05d}", "topic": topic, "question": q, "reference": ref})
+    recall = []
+    for i in range(max(8, 3 * n // 4)):
+        topic = TOPICS[i % len(TOPICS)]
+        q, ref = _question(rng, topic, 1000 + i)
+        q = "In other words: " + q.replace("How does", "in what way does", 1)
+        recall.append({"id": f"rc-{i:05d}", "topic": topic, "question": q, "reference": ref})
     general = [
         {
             "id": f"ret-{i:04d}",
@@ -136,7 +164,7 @@ def _docs(rng: np.random.Generator, n: int) -> tuple[list[dict], list[dict]]:
         }
         for i in range(max(8, n // 5))
     ]
-    return marine, general
+    return marine, recall, general
 
 
 def _model_records(
@@ -155,14 +183,18 @@ def _model_records(
         q = base_quality[task]
         if gain is not None:
             shift = -abs(gain) / 3 if task in _FORGETTING_TASKS else gain
+            shift *= 1.5 if task in _RECALL_TASKS else 1.0  # trained facts are learnt best
             q = np.clip(q + shift + rng.normal(0, 0.03, len(docs)), 0, 1)
         values = {m.name: _metric_values(rng, m, q) for m in contract.metrics_of(task)}
         for d_i, doc in enumerate(docs):
             prediction = None
             if task in contract.GENERATION_TASKS:
-                prediction = _answer(rng, doc["reference"], float(q[d_i]))
+                prediction = _answer(rng, doc["reference"], float(q[d_i]), verbose=gain is None)
                 if hostile and gain is not None and d_i < len(_HOSTILE):
                     prediction = _HOSTILE[d_i]
+                for metric, value in _length_scores(prediction, doc["reference"]).items():
+                    if metric in values:
+                        values[metric][d_i] = value
             record = contract.ScoreRecord(
                 model=name,
                 task=task,
@@ -267,7 +299,7 @@ def _lm_eval_results(
             row[f"{metric}_stderr,none"] = (v["ci_high"] - v["ci_low"]) / 3.92
         results[task] = row
     tasks = sorted(results)
-    hib = {t: {m: not contract.lower_is_better(m) for m in summary_model[t]} for t in tasks}
+    hib = {t: {m: contract.higher_is_better(m) for m in summary_model[t]} for t in tasks}
     return {
         "results": results,
         "groups": {},
@@ -313,12 +345,23 @@ def write_results_run(
     seed: int = 0,
     hostile: bool = False,
     n_resamples: int = 200,
+    tasks: tuple[str, ...] | None = None,
+    dataset_hash: str = "d" * 64,
+    dataset_source: str = "folder:build/dataset",
+    limit: int | None = None,
 ) -> Path:
-    """One results folder: base + `adapters` [(name, adapter folder)], every contract file."""
+    """One results folder: base + `adapters` [(name, adapter folder)], every contract file.
+
+    `tasks` (default: every registered task) leaves the others out, as an older run or one with
+    `--tasks` has them; `dataset_hash` and `dataset_source` are what the manifest records of the
+    questions (a run of `marinebench evaluate --data my.jsonl` records "jsonl:<path>")."""
     rng = np.random.default_rng(seed)
     out = Path(results_root) / run
-    marine, general = _docs(rng, n_samples)
-    task_docs = {t: general if t in _FORGETTING_TASKS else marine for t in contract.task_names()}
+    marine, recall, general = _docs(rng, n_samples)
+    task_docs = {
+        t: general if t in _FORGETTING_TASKS else recall if t in _RECALL_TASKS else marine
+        for t in (tasks or contract.task_names())
+    }
     base_quality = {
         t: np.clip(rng.beta(2, 5, len(docs)) + (0.25 if t in _FORGETTING_TASKS else 0.05), 0, 1)
         for t, docs in task_docs.items()
@@ -344,10 +387,14 @@ def write_results_run(
         "run": run,
         "base_model": DEFAULT_MODEL,
         "base_model_path": f"build/models/{DEFAULT_MODEL}",
-        "dataset_path": "build/dataset",
-        "dataset_hash": "d" * 64,
+        "dataset_path": dataset_source.partition(":")[2],
+        "dataset_source": dataset_source,
+        "dataset_hash": dataset_hash,
+        "retention_path": "datasets_src/retention_qa.jsonl",
+        "retention_hash": "r" * 64,
         "created": "2026-01-01T00:00:00+00:00",
-        "tasks": sorted(contract.task_names()),
+        "tasks": sorted(task_docs),
+        "limit": limit,
         "generation": {"max_new_tokens": 128, "batch_size": 8, "do_sample": False},
         "models": [
             {
@@ -432,6 +479,7 @@ def write_tree(
     hostile: bool = False,
     dataset: bool = True,
     train_metrics: bool = True,
+    tasks: tuple[str, ...] | None = None,
 ) -> dict[str, Path]:
     """A whole synthetic build/: adapters/, results/<run>/ and dataset/. Returns their paths."""
     build_root = Path(build_root)
@@ -445,7 +493,12 @@ def write_tree(
             write_adapter(build_root / "adapters", name, seed + i + 1)
         adapters.append((name, folder))
     results = write_results_run(
-        build_root / "results", adapters, n_samples=n_samples, seed=seed, hostile=hostile
+        build_root / "results",
+        adapters,
+        n_samples=n_samples,
+        seed=seed,
+        hostile=hostile,
+        tasks=tasks,
     )
     paths = {
         "build": build_root,

@@ -55,8 +55,9 @@ def stage_key(args: argparse.Namespace):
     from pathlib import Path
 
     from benchmark import paths
-    from benchmark.fingerprint import folder_digest, model_fingerprint, stage_key
+    from benchmark.fingerprint import PLACEMENT_ENV, model_fingerprint, stage_key
     from benchmark.models import weights_location
+    from benchmark.train.data import dataset_hash
 
     if args.plan:
         return None  # --plan writes nothing: not a stage run
@@ -65,10 +66,10 @@ def stage_key(args: argparse.Namespace):
     dataset = Path(config.dataset).expanduser() if config.dataset else paths.dataset_dir()
     inputs = {
         "config": config.to_dict(),
-        "dataset": folder_digest(dataset / "data"),
+        "dataset": dataset_hash(dataset),
         "model": model_fingerprint(weights_location(config.model)),
         "resume": args.resume,
-        "env": {k: os.environ.get(k) for k in ("MARINEBENCH_DEVICE", "MARINEBENCH_DTYPE")},
+        "env": {k: os.environ.get(k) for k in PLACEMENT_ENV},
     }
     return stage_key(out, ["benchmark.train.cli"], inputs, numeric=True)
 

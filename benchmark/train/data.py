@@ -15,9 +15,11 @@ from benchmark.contracts.dataset import (
     split_file,
 )
 from benchmark.errors import UserError
-from benchmark.hashing import sha256_tree
+from benchmark.hashing import sha256_file, sha256_json
 
 IGNORE = -100
+#: the splits a training run reads; the evaluation-only splits (test, recall) are not its input
+TRAINING_SPLITS = ("train", "validation")
 
 
 class DatasetError(UserError):
@@ -31,7 +33,7 @@ def check_dataset(root: Path) -> None:
             f"dataset folder {root} not found; build it with `marinebench dataset build` "
             "(or `nox -s dataset`), or set `dataset:` in the config"
         )
-    for split in ("train", "validation"):
+    for split in TRAINING_SPLITS:
         if not split_file(root, split).is_file():
             raise DatasetError(f"{split_file(root, split)} is missing; rebuild the dataset")
 
@@ -51,8 +53,14 @@ def read_split(root: Path, split: str) -> list[dict]:
 
 
 def dataset_hash(root: Path) -> str:
-    """Hash of the split files (the data itself, not the card)."""
-    return sha256_tree(root / "data")
+    """Hash of the split files training reads (the data itself, not the card; a new test or
+    recall question does not make a trained adapter stale)."""
+    return sha256_json(
+        {
+            split: sha256_file(path) if (path := split_file(root, split)).is_file() else "missing"
+            for split in TRAINING_SPLITS
+        }
+    )
 
 
 @dataclass(frozen=True)

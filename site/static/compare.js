@@ -1,5 +1,7 @@
 /* Compare page: render the per-sample rows of window.MB_COMPARE (loaded from <model>.data.js),
-   filter by topic and text, sort by gain or loss. All text goes in via textContent (inert). */
+   filter by topic and text, sort by gain or loss; each answer shows its length in words. A metric
+   whose direction is null describes the answers (their length): it sorts by increase and is never
+   coloured as better or worse. All text goes in via textContent (inert). */
 (function () {
   "use strict";
   var data = window.MB_COMPARE;
@@ -9,6 +11,7 @@
   var el = function (id) { return document.getElementById(id); };
   var taskSel = el("cmp-task"), metricSel = el("cmp-metric"), topicSel = el("cmp-topic");
   var sortSel = el("cmp-sort"), search = el("cmp-search"), count = el("cmp-count"), more = el("cmp-more");
+  var overall = el("cmp-overall");
   var limit = PAGE;
   el("cmp-controls").hidden = false;
 
@@ -18,7 +21,11 @@
     o.textContent = label;
     sel.appendChild(o);
   }
-  function fmt(x) { return x === null || x === undefined ? "—" : x.toFixed(3); }
+  function fmt(x) {
+    if (x === null || x === undefined) return "—";
+    return Math.abs(x) <= 1.5 ? x.toFixed(3) : x.toFixed(1);
+  }
+  function pval(p) { return p < 0.001 ? "p < 0.001" : "p = " + p.toFixed(3); }
   function signed(x) { return (x > 0 ? "+" : x < 0 ? "−" : "±") + Math.abs(x).toFixed(3); }
   function labelled(n, label) {
     n.setAttribute("data-label", label);
@@ -34,7 +41,10 @@
   function setupTask() {
     var t = data.tasks[taskSel.value];
     metricSel.textContent = "";
-    t.metrics.forEach(function (m, i) { option(metricSel, String(i), m + (t.higher[i] ? "" : " (lower is better)")); });
+    t.metrics.forEach(function (m, i) {
+      var note = t.higher[i] === null ? " (describes the answers)" : t.higher[i] ? "" : " (lower is better)";
+      option(metricSel, String(i), m + note);
+    });
     var pref = t.metrics.indexOf(data.primary);
     metricSel.value = String(pref >= 0 ? pref : 0);
     var topics = {};
@@ -48,7 +58,13 @@
   function render() {
     var t = data.tasks[taskSel.value];
     var m = parseInt(metricSel.value, 10);
-    var sign = t.higher[m] ? 1 : -1;
+    var sign = t.higher[m] === false ? -1 : 1;
+    var neutral = t.higher[m] === null;
+    sortSel.options[0].textContent = neutral ? "Largest increase first" : "Largest gain first";
+    sortSel.options[1].textContent = neutral ? "Largest decrease first" : "Largest loss first";
+    var c = t.comparison[m];
+    overall.textContent = c === null ? "" : "Over all " + t.rows.length + " questions, " + t.metrics[m] + " changes by " + signed(c[0]) +
+      (c[1] === null ? " (no paired test)" : " (" + pval(c[1]) + (c[2] === null ? "" : ", MDE " + fmt(c[2])) + ")") + ".";
     var topic = topicSel.value;
     var q = search.value.trim().toLowerCase();
     var picked = [];
@@ -75,12 +91,16 @@
       qcell.appendChild(node("span", "meta", r[0] + " · " + r[1]));
       qcell.appendChild(document.createTextNode(r[2]));
       tr.appendChild(qcell);
-      tr.appendChild(labelled(node("td", "", r[3]), "Reference"));
-      tr.appendChild(labelled(node("td", "", r[4]), "Base answer"));
-      tr.appendChild(labelled(node("td", "", r[5]), "Tuned answer"));
+      [[r[3], "Reference"], [r[4], "Base answer"], [r[5], "Tuned answer"]].forEach(function (f, j) {
+        var td = labelled(node("td"), f[1]);
+        var words = t.generated ? r[8][j] : null;
+        if (words !== null) td.appendChild(node("span", "meta words", words + (words === 1 ? " word" : " words")));
+        td.appendChild(document.createTextNode(f[0]));
+        tr.appendChild(td);
+      });
       var sc = labelled(node("td", "scores"), "Scores");
       var d = r[7][m] !== null && r[6][m] !== null ? r[7][m] - r[6][m] : null;
-      var cls = p.gain === null || p.gain === 0 ? "" : p.gain > 0 ? "better" : "worse";
+      var cls = neutral || p.gain === null || p.gain === 0 ? "" : p.gain > 0 ? "better" : "worse";
       sc.appendChild(node("span", "primary " + cls, t.metrics[m] + ": " + fmt(r[6][m]) + " → " + fmt(r[7][m]) + (d === null ? "" : " (" + signed(d) + ")")));
       if (t.metrics.length > 1) {
         var details = node("details");
