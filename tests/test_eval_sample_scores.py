@@ -20,7 +20,7 @@ from benchmark.evaluation.stats import BootstrapSettings
 #: encoder (every BERTScore metric, full and length-controlled, goes through it)
 SCORERS = ("pair_scores", "embedding_cosine", "_bertscore_pairs")
 #: every task, three documents each, short answers: seconds on the tiny model
-TINY_RUN = {"tasks": ("marine",), "limit": 3, "max_gen_toks": 8, "batch_size": 4, "dtype": "fp32"}
+TINY_RUN = {"tasks": ("marine",), "limit": 3, "max_gen_toks": 48, "batch_size": 4, "dtype": "fp32"}
 
 
 @pytest.fixture(scope="module")

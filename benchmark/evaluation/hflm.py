@@ -33,10 +33,15 @@ from tqdm import tqdm
 
 class EvalHFLM(HFLM):
     """HFLM that times each task's requests, counts generated tokens, and computes the LM head
-    only at the positions a loglikelihood request scores."""
+    only at the positions a loglikelihood request scores.
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    Log-softmax runs in fp32 unless told otherwise (`softmax_dtype`, an HFLM argument): HFLM's
+    default computes it, and sums the continuation's log-probs, in the model's dtype, so in bf16
+    a loglikelihood of -150 comes back rounded to a whole nat (bf16 keeps 8 significant bits)
+    and two choices of a multiple-choice question tie, the first one winning."""
+
+    def __init__(self, *args, softmax_dtype: str | torch.dtype | None = torch.float32, **kwargs):
+        super().__init__(*args, softmax_dtype=softmax_dtype, **kwargs)
         self.reset_timing()
 
     def reset_timing(self) -> None:

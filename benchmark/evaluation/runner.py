@@ -216,6 +216,7 @@ def evaluate(
     run: str | None = None,
     use_cache: bool = True,
     out_root: Path | None = None,
+    judge: Any = None,
 ) -> RunResult:
     """Evaluate base + adapters; write build/results/<run>/; return what was done."""
     cache = EvalCache(enabled=use_cache)
@@ -236,7 +237,10 @@ def evaluate(
 
     out_root = out_root or paths.results_dir()
     folder = out_root / run
-    summary = build_summary(run, {r.name: r.entry.scores for r in runs}, settings.bootstrap)
+    scores = {r.name: r.entry.scores for r in runs}
+    if judge is not None:  # the optional LLM judge (evaluation/judge.py): two more metrics
+        scores = judge(scores)
+    summary = build_summary(run, scores, settings.bootstrap)
     manifest = {
         "run": run,
         "base_model": resolved.name,
@@ -259,6 +263,7 @@ def evaluate(
         # the cache key, which holds the dtype itself.
         "dtype_choice": p.placement.record(),
         "bertscore_model": settings.bertscore_model,
+        "judge": judge.record if judge is not None else None,
         "library_versions": common["versions"],
         "models": [
             {
@@ -277,7 +282,7 @@ def evaluate(
             write_entry_files(lm_eval_dir(tmp, r.name), r.entry, with_scores=False)
         with open(tmp / SCORES_FILE, "w", encoding="utf-8") as fh:
             for r in runs:
-                for row in r.entry.scores:
+                for row in scores[r.name]:
                     fh.write(dumps_lm_eval(row, indent=None) + "\n")
         (tmp / SUMMARY_FILE).write_text(dumps_lm_eval(summary) + "\n", encoding="utf-8")
         (tmp / MANIFEST_FILE).write_text(dumps_lm_eval(manifest) + "\n", encoding="utf-8")
