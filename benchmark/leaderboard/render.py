@@ -255,6 +255,8 @@ def _build_site(results: Path, out: Path, dataset: Path | None) -> dict[str, Any
         site = _Site(lb, _env(), SiteWriter(tmp), common)
         shutil.copytree(SITE_SRC / "static", tmp / "static")
         _write_index(site, views, pages)
+        for v in views:
+            _write_chart_page(site, v)
         copied: set[str] = set()
         groups = {id(v["set"]): v["groups"] for v in views}
         for page in pages:
@@ -360,6 +362,21 @@ def _write_index(site: _Site, views: list[dict], pages: list[_ModelPage]) -> Non
         efficiency=present.EFFICIENCY,
         n_rows=len(site.lb.entries),
         primary_adapter=PRIMARY_ADAPTER,
+    )
+
+
+def _write_chart_page(site: _Site, view: dict) -> None:
+    """One set's gain charts of every secondary metric, on their own page: inline on the index
+    they would double its size."""
+    if not view["chart"]["panels"]:
+        return
+    site.render(
+        f"charts/{view['set'].anchor}.html",
+        "charts.html.j2",
+        root="../",
+        page="charts",
+        title=f"Every metric's change: {view['set'].name}",
+        s=view,
     )
 
 

@@ -1,5 +1,5 @@
 /* Leaderboard: sort any table.sortable by any column (buttons in the last header row, aria-sort)
-   and filter each question set's secondary table and charts by task. Every table is complete
+   and filter each question set's secondary table (and any charts in it) by task. Every table is complete
    without this script; it only reorders and hides, and never moves a row to another table. */
 (function () {
   "use strict";
