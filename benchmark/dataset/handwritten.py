@@ -30,6 +30,7 @@ from benchmark.dataset.records import (
     json_lines,
     jsonl_files,
     load_records,
+    string_fields,
 )
 from benchmark.dataset.step_report import StepReport
 
@@ -146,22 +147,7 @@ class RecallSource:
 
 
 def recall_row(obj: object, taxonomy: dict[str, str], where: str) -> RecallRow:
-    if not isinstance(obj, dict):
-        raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    values = {}
-    for key in RECALL_KEYS:
-        if key not in obj:
-            raise DatasetError(
-                f"{where}: missing field {key!r} (each recall line needs {', '.join(RECALL_KEYS)})"
-            )
-        value = obj[key]
-        if not isinstance(value, str):
-            raise DatasetError(
-                f"{where}: field {key!r} must be a string, got {type(value).__name__}"
-            )
-        if not value.strip():
-            raise DatasetError(f"{where}: field {key!r} is empty")
-        values[key] = value
+    values = string_fields(obj, RECALL_KEYS, where, "recall line")
     if values["topic"] not in taxonomy:
         raise DatasetError(
             f"{where}: unknown topic {values['topic']!r}; use one of: "

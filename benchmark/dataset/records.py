@@ -62,15 +62,16 @@ def load_taxonomy(path: Path) -> dict[str, str]:
     return dict(topics)
 
 
-def record_from_obj(obj: object, taxonomy: dict[str, str], where: str) -> QARecord:
-    """Validate one parsed JSON object; `where` ("file:line") prefixes every error."""
+def string_fields(obj: object, keys: tuple[str, ...], where: str, what: str) -> dict[str, str]:
+    """The non-empty string fields `keys` of one parsed JSON object; `where` ("file:line")
+    prefixes every error and `what` names the kind of line ("record", "recall line")."""
     if not isinstance(obj, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     values = {}
-    for key in COLUMNS:
+    for key in keys:
         if key not in obj:
             raise DatasetError(
-                f"{where}: missing field {key!r} (each record needs {', '.join(COLUMNS)})"
+                f"{where}: missing field {key!r} (each {what} needs {', '.join(keys)})"
             )
         value = obj[key]
         if not isinstance(value, str):
@@ -80,6 +81,12 @@ def record_from_obj(obj: object, taxonomy: dict[str, str], where: str) -> QAReco
         if not value.strip():
             raise DatasetError(f"{where}: field {key!r} is empty")
         values[key] = value
+    return values
+
+
+def record_from_obj(obj: object, taxonomy: dict[str, str], where: str) -> QARecord:
+    """Validate one parsed JSON object; `where` ("file:line") prefixes every error."""
+    values = string_fields(obj, COLUMNS, where, "record")
     if values["topic"] not in taxonomy:
         raise DatasetError(
             f"{where}: unknown topic {values['topic']!r}; add it to taxonomy.yaml or use one of: "

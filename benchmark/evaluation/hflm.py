@@ -18,6 +18,7 @@ _prepare_position_ids_for_generation), so padding tokens are neither attended no
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 from collections import defaultdict
@@ -26,8 +27,6 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
-from lm_eval.models.utils import Collator
-from lm_eval.models.utils_hf import pad_and_concat
 from tqdm import tqdm
 
 
@@ -84,63 +83,129 @@ class EvalHFLM(HFLM):
         )
         return out
 
-    # --- continuation-only loglikelihood -----------------------------------------------------
+    # --- loglikelihood: each context once, the LM head on the continuation only -------------
 
     def _keeps_logits(self) -> bool:
         return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-        """lm-eval's (log-prob, is-greedy) per (context, continuation) token pair, the same
-        batches, truncation and dtypes, with the LM head run on the last positions of the batch
-        that hold a continuation token (`logits_to_keep`) instead of on every position."""
+        """lm-eval's (log-prob, is-greedy) per (context, continuation) token pair, computed in
+        two passes: the batch's distinct contexts (the LM head on their last position only),
+        then the continuations on those contexts' KV cache (the LM head on their positions).
+        A multiple-choice question's context is computed once for its four choices. Requests
+        that lm-eval would truncate from the left go through lm-eval's own loop."""
         batch_size = self.batch_size if self.batch_size != "auto" else override_bs
         if self.backend != "causal" or not batch_size or not self._keeps_logits():
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+        batch_size = int(batch_size)
+        res: list = [None] * len(requests)
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        truncated = []
+        for i, (_, context_enc, continuation_enc) in enumerate(requests):
+            assert context_enc and continuation_enc
+            if len(context_enc) + len(continuation_enc) > self.max_length + 1:
+                truncated.append(i)
+            else:
+                groups[tuple(context_enc)].append(i)
+        if truncated:
+            lm_eval_own = super()._loglikelihood_tokens(
+                [requests[i] for i in truncated], disable_tqdm, override_bs
+            )
+            for i, answer in zip(truncated, lm_eval_own, strict=True):
+                res[i] = answer
 
-        def longest_first(req):  # lm-eval's order: the first batch shows the memory peak
-            tokens = req[1] + req[2]
-            return -len(tokens), tuple(tokens)
-
-        ordered = Collator(requests, sort_fn=longest_first)
         pbar = tqdm(
-            total=len(requests),
+            total=len(requests) - len(truncated),
             disable=disable_tqdm or self.rank != 0,
             desc="Running loglikelihood requests",
         )
-        res = []
-        for chunk in ordered.get_batched(n=int(batch_size)):
-            inps, starts = [], []
-            for _, context_enc, continuation_enc in chunk:
-                assert context_enc and continuation_enc
-                assert len(continuation_enc) <= self.max_length
-                # lm-eval's left truncation; position i predicts token i + 1
-                inp = (context_enc + continuation_enc)[-(self.max_length + 1) :][:-1]
-                inps.append(torch.tensor(inp, dtype=torch.long, device=self.device))
-                starts.append(len(inp) - len(continuation_enc))
-            width = max(len(inp) for inp in inps)
-            keep = width - min(starts)  # the last `keep` positions hold every continuation
-            batch = pad_and_concat(width, inps, padding_side="right")
-            with (
-                torch.no_grad(),
-                torch.autocast(
-                    device_type=self.device.type,
-                    dtype=self.mixed_precision_dtype,
-                    enabled=self.mixed_precision_dtype is not None,
-                ),
-            ):
-                logits = self.model(batch, logits_to_keep=keep).logits
-            logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
-            for (request_str, _, continuation_enc), row, start in zip(
-                chunk, logprobs, starts, strict=True
-            ):
-                first = start - (width - keep)
-                row = row[first : first + len(continuation_enc)]
-                cont = torch.tensor(continuation_enc, dtype=torch.long, device=self.device)
-                greedy = bool((row.argmax(dim=-1) == cont).all())
-                answer = (float(row.gather(1, cont[:, None]).sum()), greedy)
-                res.append(answer)
-                if request_str is not None:  # loglikelihood_rolling caches per document
-                    self.cache_hook.add_partial("loglikelihood", request_str, answer)
-                pbar.update(1)
+        contexts = sorted(groups, key=lambda c: (-len(c), c))  # similar lengths share a batch
+        for start in range(0, len(contexts), batch_size):
+            block = contexts[start : start + batch_size]
+            cache, first = self._context_pass(block)
+            rows = [(i, b) for b, context in enumerate(block) for i in groups[context]]
+            rows.sort(key=lambda row: (-len(requests[row[0]][2]), row[0]))
+            for chunk_start in range(0, len(rows), batch_size):
+                chunk = rows[chunk_start : chunk_start + batch_size]
+                for (i, _), logprobs in zip(
+                    chunk,
+                    self._continuation_pass(requests, block, chunk, cache, first),
+                    strict=True,
+                ):
+                    res[i] = self._score(requests[i], logprobs)
+                    pbar.update(1)
         pbar.close()
-        return ordered.get_original(res)
+        return res
+
+    def _forward(self, input_ids: torch.Tensor, **kwargs):
+        with (
+            torch.no_grad(),
+            torch.autocast(
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            ),
+        ):
+            return self.model(input_ids.to(self.device), **kwargs)
+
+    def _context_pass(self, block: list[tuple[int, ...]]):
+        """(KV cache of the right-padded contexts, log-probs at each context's last position)."""
+        lens = [len(c) for c in block]
+        width = max(lens)
+        ids = torch.zeros(len(block), width, dtype=torch.long)
+        for b, context in enumerate(block):
+            ids[b, : lens[b]] = torch.tensor(context)
+        keep = width - min(lens) + 1  # causal: a padding position never reaches a real one
+        out = self._forward(ids, use_cache=True, logits_to_keep=keep)
+        last = torch.tensor([n - 1 - (width - keep) for n in lens], device=self.device)
+        logits = out.logits[torch.arange(len(block), device=self.device), last]
+        return out.cache, F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+
+    def _continuation_pass(self, requests, block, chunk, cache, first) -> list[torch.Tensor]:
+        """Per row of `chunk` ((request index, context index)), the log-probs predicting each
+        continuation token: the first from the context pass, the rest from the continuation
+        (but its last token) run on a copy of its context's cache, context padding masked."""
+        conts = [requests[i][2] for i, _ in chunk]
+        owner = torch.tensor([b for _, b in chunk], device=self.device)
+        width = max(len(c) for c in conts) - 1
+        out = [first[owner]]
+        if width > 0:
+            lens = torch.tensor([len(block[b]) for _, b in chunk], device=self.device)
+            ids = torch.zeros(len(chunk), width, dtype=torch.long)
+            cont_lens = torch.tensor([len(c) - 1 for c in conts], device=self.device)
+            for r, cont in enumerate(conts):
+                ids[r, : len(cont) - 1] = torch.tensor(cont[:-1])
+            ctx_width = cache.get_seq_length()
+            mask = torch.cat(
+                [
+                    torch.arange(ctx_width, device=self.device)[None] < lens[:, None],
+                    torch.arange(width, device=self.device)[None] < cont_lens[:, None],
+                ],
+                dim=1,
+            ).long()
+            rows_cache = copy.deepcopy(cache)
+            rows_cache.reorder_cache(owner)  # one copy of its context per continuation
+            logits = self._forward(
+                ids,
+                attention_mask=mask,
+                position_ids=lens[:, None] + torch.arange(width, device=self.device)[None],
+                cache=rows_cache,
+                use_cache=True,
+            ).logits
+            out.append(F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype))
+        return [
+            torch.cat([out[0][r : r + 1], *(o[r, : len(c) - 1] for o in out[1:])])
+            for r, c in enumerate(conts)
+        ]
+
+    def _score(self, request, logprobs: torch.Tensor) -> tuple[float, bool]:
+        """lm-eval's answer: the continuation's summed log-prob and whether greedy picks it."""
+        request_str, _, continuation_enc = request
+        cont = torch.tensor(continuation_enc, dtype=torch.long, device=self.device)
+        answer = (
+            float(logprobs.gather(1, cont[:, None]).sum()),
+            bool((logprobs.argmax(dim=-1) == cont).all()),
+        )
+        if request_str is not None:  # loglikelihood_rolling caches per document
+            self.cache_hook.add_partial("loglikelihood", request_str, answer)
+        return answer
