@@ -1,15 +1,17 @@
 """lm-eval's HFLM as the evaluation runs it: the same requests and answers, measured per task,
-with the LM head computed only where lm-eval reads log-probs.
+with less work per loglikelihood request.
 
-Why a subclass: HFLM._loglikelihood_tokens runs the model over each padded batch and then
-log-softmaxes the logits of every position, although it reads only the continuation's. For
-SmolLM2 the LM head is a 576 x 49,152 matmul per position (a fifth of the forward's FLOPs), and
+Why a subclass: HFLM._loglikelihood_tokens runs the model over every (context + continuation)
+and log-softmaxes the logits of every position, although it reads only the continuation's. For
+SmolLM2 the LM head is a 576 x 49,152 matmul per position (a fifth of the forward's FLOPs) and
 the log-softmax over 49,152 floats per position is memory traffic on top; the context (the
-chat-formatted question) is ~40% of the positions of a marine_qa_ppl or marine_mc request.
-transformers' `logits_to_keep` applies the LM head to the last N positions only; lm-eval has no
-hook that tells the model call which positions it will read, so the request loop is rewritten
-here (with lm-eval's own Collator and padding), and falls back to lm-eval's where it differs
-(seq2seq models, batch size "auto", models whose forward has no `logits_to_keep`).
+chat-formatted question) is ~40% of a marine_qa_ppl or marine_mc request's positions, and a
+multiple-choice question sends the same context four times. lm-eval shares a context only
+between one-token continuations and has no hook that tells the model call which positions it
+will read, so the loop is rewritten here on transformers' own pieces (`logits_to_keep`, the KV
+cache, attention mask and position ids): each distinct context runs once, the LM head only
+where a continuation token is predicted. It falls back to lm-eval's loop for seq2seq models,
+batch size "auto", forwards without `logits_to_keep`, and requests lm-eval truncates.
 
 Generation is lm-eval's own: 0.4.13 passes the left-padding attention mask to `generate`,
 and transformers derives the position ids from it (GenerationMixin.
@@ -31,8 +33,8 @@ from tqdm import tqdm
 
 
 class EvalHFLM(HFLM):
-    """HFLM that times each task's requests, counts generated tokens, and computes the LM head
-    only at the positions a loglikelihood request scores.
+    """HFLM that times each task's requests, counts generated tokens, and runs each
+    loglikelihood context once and the LM head only where a continuation token is predicted.
 
     Log-softmax runs in fp32 unless told otherwise (`softmax_dtype`, an HFLM argument): HFLM's
     default computes it, and sums the continuation's log-probs, in the model's dtype, so in bf16
