@@ -366,7 +366,7 @@ def test_no_key_is_a_clear_error_before_any_work(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ({"prompt": "Grade {answer} against {reference}."}, r"no \{question\} placeholder"),
+        ({"prompt": "Grade {answer} against {reference}."}, r"no \{question\} field to fill in"),
         ({"prompt": "{question} {reference} {answer} {extra}"}, "no other braces"),
         ({"timeout_ms": 0}, "judge.timeout_ms must be"),
         ({"max_workers": 0}, "judge.max_workers must be"),

@@ -233,7 +233,8 @@ def recall_step(
         )
         if rec.train_id in by_id:
             written.add(rec.train_id)
-        # The clean step's rules look at question and answer only (difficulty is a placeholder).
+        # The clean step's rules look at question and answer only ("easy" stands in for the
+        # difficulty, which comes from the linked training pair).
         view = QARecord(rec.id, rec.topic, "easy", rec.question, rec.answer, RECALL_SOURCE)
         if why := rejection(view, clean_cfg):
             report.drop(rec.id, why[0], f"{rec.where}: {why[1]}")

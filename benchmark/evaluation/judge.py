@@ -207,7 +207,7 @@ def check_settings(settings: JudgeSettings) -> None:
         f for f in ("question", "reference", "answer") if "{" + f + "}" not in settings.prompt
     ]
     if missing:
-        raise JudgeError(f"the judge prompt has no {{{missing[0]}}} placeholder")
+        raise JudgeError(f"the judge prompt has no {{{missing[0]}}} field to fill in")
 
 
 def render(prompt: str, item: Item) -> str:
