@@ -57,7 +57,8 @@ class EvalHFLM(HFLM):
     def _per_task(self, method, requests: list[Instance], disable_tqdm: bool) -> list:
         """Run `method` on each task's requests in turn and time it. lm-eval hands every task's
         requests of one type over at once; split, a batch holds one task, so its seconds are
-        that task's (the answers do not depend on it: see the module docstring)."""
+        that task's. (In fp32 no answer depends on its batch; in bf16 the batch's shape moves
+        the rounding, as a different batch size would.)"""
         by_task: dict[str | None, list[int]] = defaultdict(list)
         for i, request in enumerate(requests):
             by_task[request.task_name].append(i)
@@ -88,12 +89,14 @@ class EvalHFLM(HFLM):
     # --- loglikelihood: each context once, the LM head on the continuation only -------------
 
     def _keeps_logits(self) -> bool:
-        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        """Whether the forward takes `logits_to_keep` and a KV cache as `cache`."""
+        return {"logits_to_keep", "cache"} <= set(inspect.signature(self.model.forward).parameters)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         """lm-eval's (log-prob, is-greedy) per (context, continuation) token pair, computed in
-        two passes: the batch's distinct contexts (the LM head on their last position only),
-        then the continuations on those contexts' KV cache (the LM head on their positions).
+        two passes: the batch's distinct contexts (the LM head only on the last positions,
+        where the first continuation token is predicted), then the continuations on those
+        contexts' KV cache (the LM head on their positions).
         A multiple-choice question's context is computed once for its four choices. Requests
         that lm-eval would truncate from the left go through lm-eval's own loop."""
         batch_size = self.batch_size if self.batch_size != "auto" else override_bs
