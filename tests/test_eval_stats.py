@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmark.errors import UserError
 from benchmark.evaluation.stats import BootstrapSettings, mean_ci, paired_comparison
 from benchmark.evaluation.summary import build_summary
 
@@ -75,3 +76,26 @@ def test_summary_pairs_adapter_and_base_by_document():
     assert cmp["delta"] == pytest.approx(0.2) and cmp["p_value"] < 0.001
     assert "base" not in summary["comparisons"]
     assert summary["bootstrap"] == FAST.as_dict()
+
+
+def test_summary_compares_every_model_with_a_reference_model_too():
+    def rows(values):
+        return [
+            {"task": "marine_qa", "doc_id": i, "metrics": {"rougeL": v}}
+            for i, v in enumerate(values)
+        ]
+
+    scores = {
+        "base": rows([0.1, 0.2, 0.3, 0.2]),
+        "curated": rows([0.3, 0.4, 0.5, 0.4]),
+        "half": rows([0.2, 0.3, 0.4, 0.3]),
+    }
+    settings = BootstrapSettings(n_resamples=200, seed=0)
+    summary = build_summary("dt", scores, settings, references=("curated",))
+    against = summary["reference_comparisons"]["curated"]
+    assert set(against) == {"base", "half"}
+    assert against["half"]["marine_qa"]["rougeL"]["delta"] == pytest.approx(-0.1)
+    assert summary["comparisons"]["half"]["marine_qa"]["rougeL"]["delta"] == pytest.approx(0.1)
+    assert "reference_comparisons" not in build_summary("dt", scores, settings)
+    with pytest.raises(UserError, match="nobody"):
+        build_summary("dt", scores, settings, references=("nobody",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from benchmark.errors import UserError
 from benchmark.train import data
 from benchmark.train.config import config_from_dict
 from benchmark.train.loss import SelectiveLoss, full_logits_loss
@@ -162,3 +163,45 @@ def test_fast_dropout_matches_dropout_statistics_and_is_seeded():
     torch.manual_seed(0)
     assert torch.equal(drop(x), y)
     assert drop.eval()(x) is x
+
+
+def _budget_config(**kw):
+    return config_from_dict({"batch_size": 4, "epochs": 1, **kw}, "test", "budget")
+
+
+def _tokens(steps, lengths):
+    return sum(lengths[i] for _, group in steps for b in group for i in b)
+
+
+def test_token_budget_of_one_pass_gives_exactly_the_one_epoch_run():
+    from benchmark.train.trainer import _step_batches
+
+    lengths = [((i * 37) % 90) + 10 for i in range(64)]
+    one_epoch = _step_batches(64, lengths, _budget_config(), world=1)
+    budget = _tokens(one_epoch, lengths)
+    assert _step_batches(64, lengths, _budget_config(token_budget=budget), world=1) == one_epoch
+
+
+def test_token_budget_repeats_a_small_set_reshuffled_and_cuts_a_large_one():
+    from benchmark.train.trainer import _step_batches
+
+    big = [((i * 37) % 90) + 10 for i in range(64)]
+    budget = _tokens(_step_batches(64, big, _budget_config(), world=1), big)
+    small = big[:8]  # an eighth of the pairs: about eight passes
+    steps = _step_batches(8, small, _budget_config(token_budget=budget), world=1)
+    epochs = [epoch for epoch, _ in steps]
+    assert epochs == sorted(epochs) and 6 <= epochs[-1] <= 9
+    assert _tokens(steps, small) >= budget > _tokens(steps[:-1], small)  # stops at the budget
+    orders = {e: tuple(i for k, g in steps if k == e for b in g for i in b) for e in set(epochs)}
+    assert all(sorted(orders[e]) == list(range(8)) for e in set(epochs[:-1]))  # whole passes
+    assert len(set(orders.values())) > 1  # each pass reshuffled (the batch order, when grouped)
+    # a set twice the budget's size is cut inside its first pass
+    double = big + big
+    cut = _step_batches(128, double, _budget_config(token_budget=budget), world=1)
+    assert {epoch for epoch, _ in cut} == {0}
+    assert _tokens(cut, double) >= budget > _tokens(cut[:-1], double)
+
+
+def test_token_budget_is_validated():
+    with pytest.raises(UserError, match="token_budget"):
+        _budget_config(token_budget=0)

@@ -36,6 +36,9 @@ BASE = "base"
 #: key of a per-sample score inside a metric's record in lm-eval's logged samples (see
 #: `sample_scores`); tasks/utils.py writes it, the runner reads it
 SCORE_KEY = "score"
+#: summary.json key, present when the evaluation was asked to compare with more models than the
+#: base (`evaluate --compare-to`): {reference: {model: {task: {metric: paired comparison}}}}
+REFERENCE_COMPARISONS_KEY = "reference_comparisons"
 
 
 def samples_file(task: str) -> str:

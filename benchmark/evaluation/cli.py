@@ -60,6 +60,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="minilm: offline (default); roberta-large: the seed's choice, downloads 1.4 GB",
     )
     p.add_argument("--run", default=None, help="results folder name (default: model name)")
+    p.add_argument(
+        "--results-root",
+        type=Path,
+        default=None,
+        help="where the results folder goes (default build/results; the data track: "
+        "build/datatrack/results)",
+    )
+    p.add_argument(
+        "--compare-to",
+        nargs="+",
+        default=(),
+        metavar="MODEL",
+        help="also test every model against these models (adapter folder names), as against the "
+        "base (summary.json `reference_comparisons`; the data track compares with `curated`)",
+    )
     p.add_argument("--n-resamples", type=int, default=stats.DEFAULT_RESAMPLES)
     p.add_argument("--seed", type=int, default=stats.DEFAULT_SEED, help="bootstrap seed")
     p.add_argument("--no-cache", action="store_true", help="recompute even if cached")
@@ -224,10 +239,12 @@ def stage_key(args: argparse.Namespace):
         "tasks": folder_digest(paths.TASKS_DIR),
         "env": {k: os.environ.get(k) for k in PLACEMENT_ENV},
     }
+    if args.compare_to:
+        inputs["compare_to"] = list(args.compare_to)
     judge = _judge_settings(args)
     if judge is not None:
         inputs["judge"] = judge.fingerprint()
-    out = paths.results_dir() / _run_name(args, spec)
+    out = (args.results_root or paths.results_dir()) / _run_name(args, spec)
     entries = ["benchmark.evaluation.cli", paths.TASKS_DIR / "utils.py"]
     return stage_key(out, entries, inputs, numeric=True)
 
@@ -254,7 +271,14 @@ def run(args: argparse.Namespace) -> int:
     # The judge grades the answers after the evaluation (runner.evaluate's `judge` hook).
     extra = {} if judge is None else {"judge": judge}
     result = evaluate(
-        spec, adapters, settings, run=_run_name(args, spec), use_cache=not args.no_cache, **extra
+        spec,
+        adapters,
+        settings,
+        run=_run_name(args, spec),
+        use_cache=not args.no_cache,
+        out_root=args.results_root,
+        references=tuple(args.compare_to),
+        **extra,
     )
     print_summary(result.summary)
     if judge is not None:

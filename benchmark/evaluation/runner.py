@@ -217,6 +217,7 @@ def evaluate(
     use_cache: bool = True,
     out_root: Path | None = None,
     judge: Any = None,
+    references: tuple[str, ...] = (),
 ) -> RunResult:
     """Evaluate base + adapters; write build/results/<run>/; return what was done."""
     cache = EvalCache(enabled=use_cache)
@@ -225,6 +226,11 @@ def evaluate(
     dataset, retention = p.dataset, p.retention
     resolved = resolve_model(spec)
     run = run or default_run_name(spec)
+    if unknown := [r for r in references if r not in {m.name for m in runs}]:
+        raise UserError(
+            f"--compare-to {' '.join(unknown)}: not a model of this evaluation "
+            f"(models: {', '.join(m.name for m in runs)})"
+        )
 
     load_s = 0.0
     todo = [r for r in runs if not r.cached]
@@ -240,7 +246,7 @@ def evaluate(
     scores = {r.name: r.entry.scores for r in runs}
     if judge is not None:  # the optional LLM judge (evaluation/judge.py): two more metrics
         scores = judge(scores)
-    summary = build_summary(run, scores, settings.bootstrap)
+    summary = build_summary(run, scores, settings.bootstrap, references=references)
     manifest = {
         "run": run,
         "base_model": resolved.name,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from benchmark.contracts.results import BASE, higher_is_better
+from benchmark.contracts.results import BASE, REFERENCE_COMPARISONS_KEY, higher_is_better
+from benchmark.errors import UserError
 from benchmark.evaluation.protocol import verdicts
 from benchmark.evaluation.stats import BootstrapSettings, mean_ci, paired_comparison
 
@@ -25,10 +26,39 @@ def _by_task_metric(rows: list[dict]) -> dict[str, dict[str, dict[int, float]]]:
     return out
 
 
+def _compare(tables: dict, against: str, settings: BootstrapSettings) -> dict:
+    """{model: {task: {metric: paired comparison}}} of every other model with `against`, on the
+    documents both answered."""
+    reference_table = tables.get(against, {})
+    out: dict = {}
+    for model, tasks in tables.items():
+        if model == against:
+            continue
+        out[model] = {}
+        for task, metrics in sorted(tasks.items()):
+            out[model][task] = {}
+            for metric, values in sorted(metrics.items()):
+                reference = reference_table.get(task, {}).get(metric)
+                if not reference:
+                    continue
+                docs = sorted(set(values) & set(reference))
+                out[model][task][metric] = paired_comparison(
+                    [values[d] for d in docs], [reference[d] for d in docs], settings
+                )
+    return out
+
+
 def build_summary(
-    run: str, scores: dict[str, list[dict]], settings: BootstrapSettings, base: str = BASE
+    run: str,
+    scores: dict[str, list[dict]],
+    settings: BootstrapSettings,
+    base: str = BASE,
+    references: tuple[str, ...] = (),
 ) -> dict:
-    """The summary of one run from every model's score records (contracts/results.py)."""
+    """The summary of one run from every model's score records (contracts/results.py).
+
+    `references` name more models to compare every model with, as the base is (the data track
+    compares each submission with `curated`: contracts/datatrack.py)."""
     tables = {model: _by_task_metric(rows) for model, rows in scores.items()}
     models: dict = {}
     for model, tasks in tables.items():
@@ -39,24 +69,9 @@ def build_summary(
             }
             for task, metrics in sorted(tasks.items())
         }
-    comparisons: dict = {}
-    base_table = tables.get(base, {})
-    for model, tasks in tables.items():
-        if model == base:
-            continue
-        comparisons[model] = {}
-        for task, metrics in sorted(tasks.items()):
-            comparisons[model][task] = {}
-            for metric, values in sorted(metrics.items()):
-                reference = base_table.get(task, {}).get(metric)
-                if not reference:
-                    continue
-                docs = sorted(set(values) & set(reference))
-                comparisons[model][task][metric] = paired_comparison(
-                    [values[d] for d in docs], [reference[d] for d in docs], settings
-                )
+    comparisons = _compare(tables, base, settings)
     metric_names = {m for tasks in tables.values() for metrics in tasks.values() for m in metrics}
-    return {
+    summary = {
         "run": run,
         "base": base,
         "models": models,
@@ -65,3 +80,9 @@ def build_summary(
         "bootstrap": settings.as_dict(),
         "higher_is_better": {m: higher_is_better(m) for m in sorted(metric_names)},
     }
+    if references:
+        missing = [r for r in references if r not in tables]
+        if missing:
+            raise UserError(f"cannot compare with {', '.join(missing)}: not a model of run {run}")
+        summary[REFERENCE_COMPARISONS_KEY] = {r: _compare(tables, r, settings) for r in references}
+    return summary

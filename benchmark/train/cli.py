@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, help="dataset folder (overrides the config)")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     p.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    p.add_argument(
+        "--token-budget",
+        type=int,
+        default=None,
+        help="train on this many tokens (passes over the data until reached) instead of epochs",
+    )
     p.add_argument("--device", default=None, help="auto, cpu, cuda (overrides the config)")
     p.add_argument("--dtype", default=None, help="auto, bf16, fp16, fp32 (overrides the config)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -42,6 +48,7 @@ def _config(args: argparse.Namespace):
         dataset=args.dataset,
         max_steps=args.max_steps,
         epochs=args.epochs,
+        token_budget=args.token_budget,
         device=args.device,
         dtype=args.dtype,
     )

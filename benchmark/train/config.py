@@ -47,6 +47,9 @@ class TrainConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     epochs: int = 3
     max_steps: int | None = None  # stop early (benchmarks, tests); None: all epochs
+    # Train on this many tokens (sum of sequence lengths) instead of `epochs` passes: passes over
+    # the data, each reshuffled, until the step that reaches it (the data track's equal budget).
+    token_budget: int | None = None
     learning_rate: float = 5e-4
     lr_schedule: str = "cosine"
     warmup_ratio: float = 0.05
@@ -110,6 +113,7 @@ _TOP_TYPES: dict[str, tuple[type, ...]] = {
     "quantization": (str, type(None)),
     "epochs": (int,),
     "max_steps": (int, type(None)),
+    "token_budget": (int, type(None)),
     "learning_rate": (float,),
     "lr_schedule": (str,),
     "warmup_ratio": (float,),
@@ -187,6 +191,11 @@ def _check_values(c: TrainConfig, source: str) -> None:
     need(0.0 <= c.lora.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {c.lora.dropout}")
     need(c.epochs > 0, "epochs", f"must be > 0, got {c.epochs}")
     need(c.max_steps is None or c.max_steps > 0, "max_steps", f"must be > 0, got {c.max_steps}")
+    need(
+        c.token_budget is None or c.token_budget > 0,
+        "token_budget",
+        f"must be > 0, or null to train `epochs` passes, got {c.token_budget}",
+    )
     need(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}")
     need(c.lr_schedule in SCHEDULES, "lr_schedule", f"{c.lr_schedule!r}; use one of {SCHEDULES}")
     need(0.0 <= c.warmup_ratio < 1.0, "warmup_ratio", f"must be in [0, 1), got {c.warmup_ratio}")

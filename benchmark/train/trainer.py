@@ -250,10 +250,13 @@ def _encode_examples(config: TrainConfig, prepared: Prepared, world: int) -> Exa
 
 
 def _step_batches(n_train: int, lengths: list[int], config: TrainConfig, world: int):
-    """[(epoch, [micro-batches of the whole step, all ranks])] for the full run."""
+    """[(epoch, [micro-batches of the whole step, all ranks])] for the full run: `epochs` passes,
+    or with a token budget as many reshuffled passes as it takes, up to the step that reaches it
+    (a set smaller than the budget is seen more times, a larger one is cut)."""
     per_step = world * config.grad_accumulation
-    steps = []
-    for epoch in range(config.epochs):
+    budget = config.token_budget
+    steps, tokens, epoch = [], 0, 0
+    while budget is not None or epoch < config.epochs:
         batches = data.epoch_batches(
             n_train,
             lengths,
@@ -262,11 +265,19 @@ def _step_batches(n_train: int, lengths: list[int], config: TrainConfig, world: 
             epoch,
             grouped=config.batching == "length_grouped",
         )
+        before = len(steps)
         for start in range(0, len(batches), per_step):
             group = batches[start : start + per_step]
             group = group[: len(group) // world * world]  # every rank needs a micro-batch
-            if group:
-                steps.append((epoch, group))
+            if not group:
+                continue
+            steps.append((epoch, group))
+            tokens += sum(lengths[i] for batch in group for i in batch)
+            if budget is not None and tokens >= budget:
+                return steps[: config.max_steps] if config.max_steps else steps
+        if len(steps) == before:  # a pass makes no full step: no budget can ever be reached
+            break
+        epoch += 1
     if config.max_steps is not None:
         steps = steps[: config.max_steps]
     return steps
@@ -467,6 +478,11 @@ def _metrics(
         # How auto chose: the CPU probe's figures, or a request.
         "dtype_choice": rt.placement.record(),
         "epochs": config.epochs,
+        "token_budget": config.token_budget,
+        # passes over the training split the run made (fractional when a budget cut the last)
+        "epochs_seen": round(
+            sum(len(b) for _, group in examples.steps for b in group) / len(examples.train), 4
+        ),
         "resumed": resume,
     }
 
