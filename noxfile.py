@@ -123,3 +123,10 @@ def bench(session: nox.Session) -> None:
 def benchmark(session: nox.Session) -> None:
     """The main job: dataset -> train -> evaluate -> site, each stage cached by input hashes."""
     _marinebench(session, "benchmark", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def datatrack(session: nox.Session) -> None:
+    """The data track: every reference and submissions/*.jsonl trained under the fixed recipe and
+    token budget, evaluated, and ranked on the site's data page (cached by input hashes)."""
+    _marinebench(session, "datatrack", *session.posargs)

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "benchmark.train.cli",
     "benchmark.evaluation.cli",
     "benchmark.leaderboard.cli",
+    "benchmark.datatrack.cli",
     "benchmark.bench.cli",
     "benchmark.pipeline",
     "benchmark.readme_results",

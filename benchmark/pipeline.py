@@ -294,6 +294,99 @@ def _pin_auto_dtype() -> None:
     print(f"[benchmark] auto dtype on this CPU: {describe_choice(placement.record())}", flush=True)
 
 
+class StageRunner:
+    """Runs stages in order, each skipped when cached, and keeps the pipeline's record (stage
+    times, cache hits, why each reran) up to date after every stage: the main benchmark and the
+    data track (benchmark/datatrack/pipeline.py) both drive their stages through one."""
+
+    def __init__(self, record_path: Path, profile: str, force: bool, dry_run: bool) -> None:
+        self.record_path = record_path
+        self.profile = profile
+        self.force = force
+        self.dry_run = dry_run
+        self.previous = {s["name"]: s for s in _load_record(record_path).get("stages", [])}
+        self.stages: list[Stage] = []
+        self.started = time.perf_counter()
+
+    def write(self, failed: str | None = None) -> float:
+        return _write_record(self.record_path, self.profile, self.stages, self.started, failed)
+
+    def finish(self, stage: Stage, returncode: int) -> None:
+        self.stages.append(stage)
+        if returncode != 0:
+            self.write(failed=stage.name)
+            raise UserError(f"stage {stage.name} failed (exit {returncode})")
+        print(f"[benchmark] {stage.name}: done in {stage.seconds:.1f}s", flush=True)
+        self.write()
+
+    def execute(self, stage: Stage) -> None:
+        t0 = time.perf_counter()
+        returncode = subprocess.run(stage.command, cwd=paths.REPO_ROOT).returncode
+        stage.seconds = round(time.perf_counter() - t0, 2)
+        self.finish(stage, returncode)
+
+    def decide(self, stage: Stage, upstream: list[Stage]) -> None:
+        """Cached or not; a dry run also says which stages run because an upstream one does."""
+        try:
+            stage.cached = _is_cached(stage, self.previous, self.force)
+        except UserError as exc:  # e.g. a bad config: the stage fails before it starts
+            if not self.dry_run:
+                self.stages.append(stage)
+                self.write(failed=stage.name)
+                raise UserError(f"stage {stage.name} failed: {exc}") from None
+            stage.cached, stage.reasons = False, [f"cannot be checked yet: {exc}"]
+        ran = [u.name for u in upstream if not u.cached]
+        if self.dry_run and ran and stage.cached:
+            # Its own fingerprint is unchanged; whether it runs depends on what those produce.
+            stage.cached, stage.downstream = False, True
+            stage.reasons = [f"after {', '.join(ran)}, if their output changes"]
+        _announce(stage, self.dry_run)
+        if stage.cached or self.dry_run:
+            self.stages.append(stage)
+
+    def run_stage(self, stage: Stage, upstream: list[Stage]) -> None:
+        self.decide(stage, upstream)
+        if not stage.cached and not self.dry_run:
+            self.execute(stage)
+
+    def run_side_by_side(self, stages: list[Stage], upstream: list[Stage], jobs: int | None):
+        """Decide each, then run the ones not cached `jobs` at a time (default: one per core
+        on CPU, see _run_concurrently; 1 on a GPU, which trains one at a time)."""
+        for stage in stages:
+            self.decide(stage, upstream)
+        todo = [] if self.dry_run else [s for s in stages if not s.cached]
+        jobs = jobs or min(os.cpu_count() or 1, len(todo))
+        if jobs > 1:
+            names = ", ".join(s.name for s in todo)
+            print(f"[benchmark] {names}: {jobs} at a time", flush=True)
+            log_dir = self.record_path.parent / "logs"
+            for stage, returncode in _run_concurrently(todo, jobs, log_dir):
+                self.finish(stage, returncode)
+        else:
+            for stage in todo:
+                self.execute(stage)
+
+
+def training_stage(config: Path, *extra: str, name: str | None = None) -> Stage:
+    """`marinebench train --config CONFIG ...` as a stage."""
+    return Stage(
+        name or f"train:{config.stem}",
+        ["train", "--config", str(config), *extra],
+        [adapter_contract.WEIGHTS_FILE, adapter_contract.TRAIN_METRICS_FILE],
+    )
+
+
+def prepare_model(model: str, needs_cuda: bool, dry_run: bool) -> None:
+    """Pin the CPU dtype, and convert the model once up front, so parallel stages never race
+    on it."""
+    if not needs_cuda:
+        _pin_auto_dtype()
+    if not dry_run:
+        from benchmark.models import model_path
+
+        model_path(model)
+
+
 def _run(args: argparse.Namespace) -> int:
     profile = PROFILES[args.profile]
     if profile["needs_cuda"]:
@@ -308,84 +401,15 @@ def _run(args: argparse.Namespace) -> int:
     model = args.model or profile["model"]
     build = paths.build_dir()
     record_path = build / "benchmark.json"
-    previous = {s["name"]: s for s in _load_record(record_path).get("stages", [])}
-    started = time.perf_counter()
-    stages: list[Stage] = []
-
-    def finish(stage: Stage, returncode: int) -> None:
-        stages.append(stage)
-        if returncode != 0:
-            _write_record(record_path, args.profile, stages, started, failed=stage.name)
-            raise UserError(f"stage {stage.name} failed (exit {returncode})")
-        print(f"[benchmark] {stage.name}: done in {stage.seconds:.1f}s", flush=True)
-        _write_record(record_path, args.profile, stages, started)
-
-    def execute(stage: Stage) -> None:
-        t0 = time.perf_counter()
-        returncode = subprocess.run(stage.command, cwd=paths.REPO_ROOT).returncode
-        stage.seconds = round(time.perf_counter() - t0, 2)
-        finish(stage, returncode)
-
-    def decide(stage: Stage, upstream: list[Stage]) -> None:
-        """Cached or not; a dry run also says which stages run because an upstream one does."""
-        try:
-            stage.cached = _is_cached(stage, previous, args.force)
-        except UserError as exc:  # e.g. a bad config: the stage fails before it starts
-            if not args.dry_run:
-                stages.append(stage)
-                _write_record(record_path, args.profile, stages, started, failed=stage.name)
-                raise UserError(f"stage {stage.name} failed: {exc}") from None
-            stage.cached, stage.reasons = False, [f"cannot be checked yet: {exc}"]
-        ran = [u.name for u in upstream if not u.cached]
-        if args.dry_run and ran and stage.cached:
-            # Its own fingerprint is unchanged; whether it runs depends on what those produce.
-            stage.cached, stage.downstream = False, True
-            stage.reasons = [f"after {', '.join(ran)}, if their output changes"]
-        _announce(stage, args.dry_run)
-        if stage.cached or args.dry_run:
-            stages.append(stage)
-
-    def run_stage(stage: Stage, upstream: list[Stage]) -> None:
-        decide(stage, upstream)
-        if not stage.cached and not args.dry_run:
-            execute(stage)
-
-    if not profile["needs_cuda"]:
-        _pin_auto_dtype()
-    if not args.dry_run:
-        # The default model is converted once up front, so parallel trainings never race on it.
-        from benchmark.models import model_path
-
-        model_path(model)
+    runner = StageRunner(record_path, args.profile, args.force, args.dry_run)
+    prepare_model(model, profile["needs_cuda"], args.dry_run)
 
     dataset = Stage("dataset", ["dataset", "build"], [dataset_contract.BUILD_REPORT_FILE])
-    run_stage(dataset, [])
-    trainings = [
-        Stage(
-            f"train:{config.stem}",
-            ["train", "--config", str(config)],
-            [adapter_contract.WEIGHTS_FILE, adapter_contract.TRAIN_METRICS_FILE],
-        )
-        for config in config_files
-    ]
-    for stage in trainings:
-        decide(stage, [dataset])
-    to_train = [] if args.dry_run else [t for t in trainings if not t.cached]
-    # On CPU the trainings run side by side, as many at once as there are cores (see
-    # _run_concurrently); a GPU trains one adapter at a time on the whole device.
-    jobs = args.jobs or (1 if profile["needs_cuda"] else min(os.cpu_count() or 1, len(to_train)))
-    if jobs > 1:
-        names = ", ".join(s.name for s in to_train)
-        print(f"[benchmark] training {names}: {jobs} at a time", flush=True)
-        for stage, returncode in _run_concurrently(to_train, jobs, build / "logs"):
-            finish(stage, returncode)
-    else:
-        for stage in to_train:
-            execute(stage)
+    runner.run_stage(dataset, [])
+    trainings = [training_stage(config) for config in config_files]
+    runner.run_side_by_side(trainings, [dataset], 1 if profile["needs_cuda"] else args.jobs)
     # On CPU the models are shared out to one single-thread worker per core (see
     # evaluation/workers.py); a GPU evaluates them all in one process.
-    cpus = os.cpu_count() or 1
-    eval_workers = 1 if profile["needs_cuda"] else max(1, min(cpus, len(trainings) + 1))
     evaluation = Stage(
         "evaluate",
         [
@@ -396,20 +420,27 @@ def _run(args: argparse.Namespace) -> int:
             *(str(t.output) for t in trainings),
             *(["--limit", str(args.limit)] if args.limit else []),
             "--workers",
-            str(eval_workers),
+            str(eval_workers(len(trainings) + 1, profile["needs_cuda"])),
         ],
         [results_contract.SUMMARY_FILE],
     )
-    run_stage(evaluation, [dataset, *trainings])
+    runner.run_stage(evaluation, [dataset, *trainings])
     site = Stage("site", ["site", "build"], ["index.html"])
-    run_stage(site, [dataset, evaluation])
+    runner.run_stage(site, [dataset, evaluation])
     if args.dry_run:
         return 0
-    total = _write_record(record_path, args.profile, stages, started)
+    total = runner.write()
     print(f"\nSite: {site.output / 'index.html'}  (serve it with: nox -s serve)")
     _print_summary(evaluation.output / results_contract.SUMMARY_FILE)
     print(f"Total {total:.1f}s; stage times and cache hits in {record_path}")
     return 0
+
+
+def eval_workers(models: int, needs_cuda: bool) -> int:
+    """One single-thread worker per core on CPU, at most one per model; one process on GPU.
+    (The worker count is part of each model's evaluation cache key: pipelines that share
+    models, such as the data track, must ask for the same.)"""
+    return 1 if needs_cuda else max(1, min(os.cpu_count() or 1, models))
 
 
 def _write_record(path: Path, profile: str, stages: list[Stage], started: float, failed=None):

@@ -33,6 +33,7 @@ SUBMISSION_FILE (one JSON object):
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -52,6 +53,13 @@ SUBMISSION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 SUBMISSIONS_DIR = "submissions"
 #: the stage record of the data track, beside build/benchmark.json
 RECORD_FILE = "datatrack.json"
+
+
+def submissions_dir() -> Path:
+    """Where submissions are entered (NAME.jsonl); MARINEBENCH_SUBMISSIONS moves it."""
+    from benchmark.paths import REPO_ROOT
+
+    return Path(os.environ.get("MARINEBENCH_SUBMISSIONS", REPO_ROOT / SUBMISSIONS_DIR))
 
 
 def root(build: Path) -> Path:

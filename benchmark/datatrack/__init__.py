@@ -1,0 +1,1 @@
+"""The data track: the training data is the variable (docs/datatrack.md)."""
