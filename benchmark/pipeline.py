@@ -349,11 +349,17 @@ class StageRunner:
         if not stage.cached and not self.dry_run:
             self.execute(stage)
 
-    def run_side_by_side(self, stages: list[Stage], upstream: list[Stage], jobs: int | None):
-        """Decide each, then run the ones not cached `jobs` at a time (default: one per core
-        on CPU, see _run_concurrently; 1 on a GPU, which trains one at a time)."""
+    def run_side_by_side(
+        self,
+        stages: list[Stage],
+        upstream: list[Stage] | dict[str, list[Stage]],
+        jobs: int | None,
+    ):
+        """Decide each (`upstream`: the stages all of them follow, or each one's by name), then
+        run the ones not cached `jobs` at a time (default: one per core on CPU, see
+        _run_concurrently; 1 on a GPU, which trains one at a time)."""
         for stage in stages:
-            self.decide(stage, upstream)
+            self.decide(stage, upstream[stage.name] if isinstance(upstream, dict) else upstream)
         todo = [] if self.dry_run else [s for s in stages if not s.cached]
         jobs = jobs or min(os.cpu_count() or 1, len(todo))
         if jobs > 1:

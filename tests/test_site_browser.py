@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from browser_helpers import SCREENSHOTS, Watched, launch
 from site_fixtures import write_hellaswag_results
 
 from benchmark.leaderboard.render import build_site
@@ -17,36 +18,7 @@ from benchmark.paths import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-]
-SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
 N_SAMPLES = 24
-
-
-def _need_browser():
-    required = os.environ.get("MARINEBENCH_REQUIRE_BROWSER") == "1"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            pytest.fail("playwright is not installed but MARINEBENCH_REQUIRE_BROWSER=1")
-        pytest.skip("playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        if required:
-            pytest.fail(f"{CHROMIUM} is missing but MARINEBENCH_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} is missing")
-    return sync_playwright
-
-
 N_RECALL = 3 * N_SAMPLES // 4  # the synthetic recall split: three quarters as many questions
 MAIN, OTHER = "smollm2-135m-instruct", "my-questions"
 R16 = f"{MAIN}-smollm2-lora-r16"  # the adapter is in both runs, so its pages name the run
@@ -75,42 +47,7 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_playwright = _need_browser()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Watched:
-    """A page plus everything it did that a clean page must not: errors, dialogs, requests."""
-
-    def __init__(self, browser, width: int = 1280, height: int = 900):
-        self.context = browser.new_context(viewport={"width": width, "height": height})
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.requests: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        self.context.on("request", lambda r: self.requests.append(r.url))
-
-    def open(self, url: str):
-        self.page.goto(url)
-        self.page.wait_for_load_state("load")
-        return self.page
-
-    def assert_clean(self):
-        assert self.errors == [], self.errors
-        assert self.dialogs == [], self.dialogs
-        outside = [
-            u for u in self.requests if not re.match(r"^(file://|https?://127\.0\.0\.1[:/])", u)
-        ]
-        assert outside == [], outside
-
-    def close(self):
-        self.context.close()
+    yield from launch()
 
 
 def _url(site: Path, rel: str) -> str:

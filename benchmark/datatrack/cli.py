@@ -34,11 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--file", type=Path, default=None, help="its JSONL (default submissions/NAME.jsonl)"
     )
     r.add_argument("--dataset", type=Path, default=None, help="dataset folder (build/dataset)")
+    recipe_argument(r)
     r.set_defaults(func=_prepare, stage_key=stage_key)
 
     from benchmark.datatrack import pipeline
 
     pipeline.register(sub)
+
+
+def recipe_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recipe",
+        type=Path,
+        default=None,
+        help="the fixed training config (default configs/smollm2-lora-r16.yaml: the main "
+        "benchmark's default adapter)",
+    )
 
 
 def check_name(name: str, submitted: bool) -> None:
@@ -80,12 +91,14 @@ def stage_key(args: argparse.Namespace):
     from benchmark import paths
     from benchmark.contracts import datatrack as contract
     from benchmark.contracts.dataset import DATA_DIR
+    from benchmark.datatrack.prepare import recipe_config
     from benchmark.evaluation.data import default_retention_file
     from benchmark.fingerprint import PLACEMENT_ENV, folder_digest, model_fingerprint, stage_key
     from benchmark.hashing import sha256_file
     from benchmark.models import weights_location
 
     file = _file_of(args)
+    recipe = recipe_config(args.recipe)
     check_name(args.name, submitted=file is not None)
     dataset = args.dataset or paths.dataset_dir()
     inputs = {
@@ -93,8 +106,8 @@ def stage_key(args: argparse.Namespace):
         "file": sha256_file(file) if file is not None and file.is_file() else None,
         "dataset": folder_digest(Path(dataset) / DATA_DIR),
         "retention": sha256_file(default_retention_file()),
-        "model": model_fingerprint(weights_location(None)),
-        "configs": folder_digest(paths.CONFIGS_DIR),
+        "model": model_fingerprint(weights_location(recipe.model)),
+        "recipe": recipe.to_dict(),
     }
     if args.name == "self" and file is None:
         inputs["env"] = {k: os.environ.get(k) for k in PLACEMENT_ENV}
@@ -122,6 +135,7 @@ def _prepare(args: argparse.Namespace) -> int:
         args.dataset or paths.dataset_dir(),
         default_retention_file(),
         out,
+        args.recipe,
     )
     _print_drops(record)
     print(

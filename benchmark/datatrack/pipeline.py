@@ -19,8 +19,8 @@ from benchmark import paths
 from benchmark.contracts import dataset as dataset_contract
 from benchmark.contracts import datatrack as contract
 from benchmark.contracts import results as results_contract
-from benchmark.contracts.base_model import DEFAULT_MODEL
-from benchmark.contracts.protocol import PRIMARY_ADAPTER
+from benchmark.datatrack.cli import recipe_argument
+from benchmark.datatrack.prepare import DEFAULT_RECIPE, recipe_config
 from benchmark.errors import UserError
 from benchmark.pipeline import (
     PROFILES,
@@ -51,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--limit", type=int, default=None, help="first N documents per task")
     p.add_argument("--jobs", type=int, default=None, help="trainings at once (default: cores)")
+    recipe_argument(p)
     p.set_defaults(func=_run)
 
 
@@ -85,8 +86,10 @@ def _run(args: argparse.Namespace) -> int:
     build = paths.build_dir()
     record_path = build / contract.RECORD_FILE
     runner = StageRunner(record_path, "datatrack", args.force, args.dry_run)
-    prepare_model(DEFAULT_MODEL, False, args.dry_run)
-    recipe = paths.CONFIGS_DIR / f"{PRIMARY_ADAPTER}.yaml"
+    recipe = (args.recipe or DEFAULT_RECIPE).resolve()
+    config = recipe_config(recipe)
+    prepare_model(config.model, False, args.dry_run)
+    recipe_args = ["--recipe", str(recipe)]
 
     dataset = Stage("dataset", ["dataset", "build"], [dataset_contract.BUILD_REPORT_FILE])
     runner.run_stage(dataset, [])
@@ -94,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
     prepares = [
         Stage(
             f"prepare:{name}",
-            ["data", "prepare", name, *(["--file", str(file)] if file else [])],
+            ["data", "prepare", name, *recipe_args, *(["--file", str(file)] if file else [])],
             [contract.SUBMISSION_FILE],
         )
         for name, file in subs
@@ -105,12 +108,13 @@ def _run(args: argparse.Namespace) -> int:
     main_training = training_stage(recipe)
     trainings: list[Stage] = []
     adapters: list[Stage] = []
-    for name, _file in subs:
+    after: dict[str, list[Stage]] = {}  # each training's upstream: the dataset, its prepare
+    for (name, _file), prepared in zip(subs, prepares, strict=True):
         record = _record(name)
         if record is None:  # a dry run before the first prepare
             print(f"[benchmark] train:{name}: would run after prepare:{name}", flush=True)
             continue
-        if record["adapter"] == PRIMARY_ADAPTER:
+        if record["adapter"] == config.name:
             stage = main_training
         else:
             stage = training_stage(
@@ -125,7 +129,8 @@ def _run(args: argparse.Namespace) -> int:
             )
         trainings.append(stage)
         adapters.append(stage)
-    runner.run_side_by_side(trainings, [dataset, *prepares], args.jobs)
+        after[stage.name] = [dataset, prepared]
+    runner.run_side_by_side(trainings, after, args.jobs)
     if args.dry_run and len(adapters) < len(subs):
         print("[benchmark] evaluate, site: would run after the trainings", flush=True)
         return 0
@@ -137,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         [
             "evaluate",
             "--model",
-            DEFAULT_MODEL,
+            config.model,
             "--adapters",
             *(str(s.output) for s in adapters),
             "--results-root",

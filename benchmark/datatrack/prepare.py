@@ -32,11 +32,16 @@ from benchmark.hashing import sha256_file, sha256_json
 log = logging.getLogger(__name__)
 
 
-def recipe_config():
-    """The data track's fixed recipe: the main benchmark's default adapter config."""
+#: the data track's fixed recipe: the main benchmark's default adapter config
+DEFAULT_RECIPE = paths.CONFIGS_DIR / f"{PRIMARY_ADAPTER}.yaml"
+
+
+def recipe_config(path: Path | None = None):
+    """The recipe every submission is trained with (default DEFAULT_RECIPE; tests pass a tiny
+    model's)."""
     from benchmark.train.config import load_config
 
-    return load_config(paths.CONFIGS_DIR / f"{PRIMARY_ADAPTER}.yaml")
+    return load_config(path or DEFAULT_RECIPE)
 
 
 def _split(dataset: Path, split: str) -> list[QARecord]:
@@ -76,7 +81,7 @@ def tokens_per_pass(records: list[QARecord], config) -> int:
     return sum(len(e.input_ids) for e in examples)
 
 
-def base_answers(questions: list[str], progress: bool = True) -> list[str]:
+def base_answers(questions: list[str], model_spec: str, progress: bool = True) -> list[str]:
     """The base model's greedy answers (benchmark.chat.answer), shortest prompts batched
     together, with a progress bar."""
     from tqdm import tqdm
@@ -85,7 +90,7 @@ def base_answers(questions: list[str], progress: bool = True) -> list[str]:
     from benchmark.device import choose_placement
     from benchmark.models import load_model
 
-    model, tokenizer = load_model(recipe_config().model, choose_placement())
+    model, tokenizer = load_model(model_spec, choose_placement())
     order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
     out: dict[int, str] = {}
     batch = 32
@@ -117,7 +122,7 @@ def _gemini_records() -> list[QARecord]:
 
 
 def source_records(
-    name: str, file: Path | None, train: list[QARecord]
+    name: str, file: Path | None, train: list[QARecord], model_spec: str
 ) -> tuple[list[QARecord], dict[str, str], str, str]:
     """(records, {id: where}, rule, source) of a reference or a submission file."""
     if file is not None:
@@ -138,7 +143,7 @@ def source_records(
     elif ref.name == "short":
         records = refs.short(train)
     elif ref.name == "self":
-        records = refs.self_answers(train, base_answers([r.question for r in train]))
+        records = refs.self_answers(train, base_answers([r.question for r in train], model_spec))
     else:
         records = _gemini_records()
     where_of = {r.id: f"{name}:{r.id}" for r in records}
@@ -147,12 +152,14 @@ def source_records(
     return records, where_of, ref.rule, "curated training split"
 
 
-def prepare(name: str, file: Path | None, dataset: Path, retention: Path, out: Path) -> dict:
+def prepare(
+    name: str, file: Path | None, dataset: Path, retention: Path, out: Path, recipe: Path
+) -> dict:
     """Write the prepared dataset folder `out` and return its submission record."""
-    config = recipe_config()
+    config = recipe_config(recipe)
     train = _split(dataset, "train")
     validation = _split(dataset, "validation")
-    records, where_of, rule, source = source_records(name, file, train)
+    records, where_of, rule, source = source_records(name, file, train, config.model)
     checked = check(records, where_of, eval_sets(dataset, retention))
     for item in checked.dropped:
         log.info("dropped %s (%s): %s", item["where"], item["step"], item["reason"])
@@ -160,6 +167,11 @@ def prepare(name: str, file: Path | None, dataset: Path, retention: Path, out: P
     kept = checked.records
     budget = tokens_per_pass(train, config)
     per_pass = tokens_per_pass(kept, config)
+    if not per_pass:
+        raise DatasetError(
+            f"{source}: every kept pair's question alone fills max_length={config.max_length} "
+            "tokens of the recipe; nothing would be learnt from it"
+        )
     ref = refs.BY_NAME.get(name) if file is None else None
     record = {
         "name": name,
@@ -190,9 +202,9 @@ def prepare(name: str, file: Path | None, dataset: Path, retention: Path, out: P
 
         record["dataset_hash"] = dataset_hash(tmp)
         if name == contract.CURATED and record["dataset_hash"] == dataset_hash(dataset):
-            # The same data under the same recipe: the main benchmark's default adapter is this
-            # submission's adapter, not trained twice.
-            record["adapter"] = PRIMARY_ADAPTER
+            # The same data under the same recipe: the main benchmark's adapter of the recipe
+            # (build/adapters/<recipe>) is this submission's adapter, not trained twice.
+            record["adapter"] = config.name
         atomic_write_json(tmp / contract.SUBMISSION_FILE, record)
     return record
 

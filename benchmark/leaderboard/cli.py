@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmark.paths import SITE_SRC, dataset_dir, results_dir, site_dir
+from benchmark.paths import SITE_SRC, build_dir, dataset_dir, results_dir, site_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--dataset", type=Path, default=None, help="dataset folder (default build/dataset)"
     )
+    b.add_argument(
+        "--datatrack",
+        type=Path,
+        default=None,
+        help="data track folder for data.html (default build/datatrack, when it has results)",
+    )
     b.set_defaults(func=_build, stage_key=stage_key)
 
     s = site_sub.add_parser("serve", help="serve the built site on 127.0.0.1 for browsing")
@@ -30,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def stage_key(args: argparse.Namespace):
-    """The site folder and everything that decides it: the results and dataset folders it
-    renders, the templates and static files, the protocol its method page quotes, and the code
-    and packages that render them."""
+    """The site folder and everything that decides it: the results, dataset and data track
+    folders it renders, the templates and static files, the protocol its method page quotes, and
+    the code and packages that render them."""
     from benchmark.contracts.results import CACHE_DIR
     from benchmark.contracts.site import PROTOCOL_DOC
     from benchmark.fingerprint import folder_digest, stage_key
@@ -41,23 +47,48 @@ def stage_key(args: argparse.Namespace):
     inputs = {
         "results": folder_digest(args.results or results_dir(), exclude=(CACHE_DIR,)),
         "dataset": folder_digest(args.dataset or dataset_dir()),
+        "datatrack": _datatrack_digest(_datatrack(args)),
         "site_src": folder_digest(SITE_SRC),
         "protocol": folder_digest(REPO_ROOT / PROTOCOL_DOC),
     }
     return stage_key(args.out or site_dir(), ["benchmark.leaderboard.cli"], inputs)
 
 
+def _datatrack(args: argparse.Namespace) -> Path:
+    from benchmark.contracts.datatrack import root
+
+    return args.datatrack or root(build_dir())
+
+
+def _datatrack_digest(folder: Path) -> str:
+    """What data.html is rendered from: the submission records and the track's results (its
+    adapters' weights and the evaluation cache never reach the page); "missing" without it."""
+    from benchmark.contracts.results import CACHE_DIR
+    from benchmark.fingerprint import folder_digest
+    from benchmark.leaderboard.datatrack_page import ADAPTERS_REL, RESULTS_REL
+
+    cache = (RESULTS_REL.parent / CACHE_DIR).as_posix()
+    return folder_digest(folder, exclude=(ADAPTERS_REL.as_posix(), cache))
+
+
 def _build(args: argparse.Namespace) -> int:
+    from benchmark.errors import UserError
     from benchmark.leaderboard.render import build_site
 
+    if args.datatrack is not None and not args.datatrack.is_dir():
+        raise UserError(f"--datatrack {args.datatrack}: no such folder (run `nox -s datatrack`)")
     out = args.out or site_dir()
     start = time.perf_counter()
-    info = build_site(args.results or results_dir(), out, args.dataset or dataset_dir())
+    info = build_site(
+        args.results or results_dir(), out, args.dataset or dataset_dir(), _datatrack(args)
+    )
     seconds = time.perf_counter() - start
     print(
         f"site: {info['models']} models x {info['columns']} metrics, {info['compare_pages']} compare pages, "
         f"{info['files']} files ({info['bytes'] / 1e6:.1f} MB) in {seconds:.2f} s -> {out / 'index.html'}"
     )
+    if info["datatrack_rows"] is not None:
+        print(f"data track: {info['datatrack_rows']} submissions -> {out / 'data.html'}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Render the static site (index, run, compare, dataset, method pages) from ingested results.
+"""Render the static site (index, run, compare, dataset, method pages, and the data track's
+page when there is one) from ingested results.
 
 Everything is written through one function that redacts secrets, into a temp folder that
 replaces the output folder only when the whole site rendered (benchmark.atomic.atomic_dir).
@@ -28,7 +29,16 @@ from benchmark.contracts.protocol import (
     endpoints,
 )
 from benchmark.contracts.site import PRIMARY, PROTOCOL_DOC
-from benchmark.leaderboard import evalsets, headline, ingest, per_sample, present, svg, verdicts
+from benchmark.leaderboard import (
+    datatrack_page,
+    evalsets,
+    headline,
+    ingest,
+    per_sample,
+    present,
+    svg,
+    verdicts,
+)
 from benchmark.leaderboard.dataset_page import dataset_page_view
 from benchmark.leaderboard.markdown import render_markdown
 from benchmark.leaderboard.redact import redact_text, scrub
@@ -208,10 +218,13 @@ def _copy_raw(writer: SiteWriter, raw: ingest.RawFile, done: set[str]) -> None:
     writer.text(raw.dest, json.dumps(scrub(doc), indent=2, ensure_ascii=False) + "\n")
 
 
-def build_site(results: Path, out: Path, dataset: Path | None) -> dict[str, Any]:
-    """Render the whole site into `out` (replaced atomically). Returns counts for the caller."""
+def build_site(
+    results: Path, out: Path, dataset: Path | None, datatrack: Path | None = None
+) -> dict[str, Any]:
+    """Render the whole site into `out` (replaced atomically). Returns counts for the caller.
+    `datatrack` (build/datatrack) adds data.html when it holds a results summary."""
     try:
-        return _build_site(results, out, dataset)
+        return _build_site(results, out, dataset, datatrack)
     finally:
         per_sample.forget_topic_means()
 
@@ -245,13 +258,20 @@ class _ModelPage:
     eval_set: evalsets.EvalSet
 
 
-def _build_site(results: Path, out: Path, dataset: Path | None) -> dict[str, Any]:
+def _build_site(
+    results: Path, out: Path, dataset: Path | None, datatrack: Path | None
+) -> dict[str, Any]:
     lb = ingest.load(Path(results))
+    track = datatrack_page.load(datatrack)
     scores = per_sample.scores_by_run(lb)
     views = [_set_view(lb, s, scores) for s in lb.sets]
     pages = _model_pages(lb, [e for v in views for e in v["ordered"]], scores)
     with atomic_dir(out) as tmp:
-        common = {"results_display": _rel_display(lb.results_root), "n_models": len(lb.entries)}
+        common = {
+            "results_display": _rel_display(lb.results_root),
+            "n_models": len(lb.entries),
+            "has_datatrack": track is not None,
+        }
         site = _Site(lb, _env(), SiteWriter(tmp), common)
         shutil.copytree(SITE_SRC / "static", tmp / "static")
         _write_index(site, views, pages)
@@ -263,11 +283,14 @@ def _build_site(results: Path, out: Path, dataset: Path | None) -> dict[str, Any
             _write_model_pages(site, page, groups[id(page.eval_set)], copied)
         _write_dataset_page(site, dataset)
         _write_method_page(site, views)
+        if track is not None:
+            _write_data_page(site, track)
         files, size = site.writer.files, site.writer.bytes
     return {
         "models": len(lb.entries),
         "columns": len(lb.columns),
         "compare_pages": sum(p.has_compare for p in pages),
+        "datatrack_rows": len(track.rows) - 1 if track is not None else None,
         "files": files,
         "bytes": size,
         "index_bytes": (Path(out) / "index.html").stat().st_size,
@@ -519,6 +542,17 @@ def _write_dataset_page(site: _Site, dataset: Path | None) -> None:
         title="Dataset",
         ds=dataset_page_view(dataset) if dataset is not None else None,
         dataset_display=_rel_display(dataset) if dataset is not None else "",
+    )
+
+
+def _write_data_page(site: _Site, track: datatrack_page.DataTrack) -> None:
+    site.render(
+        "data.html",
+        "data.html.j2",
+        root="",
+        page="data",
+        title="Data track",
+        **datatrack_page.page_context(track),
     )
 
 
