@@ -390,3 +390,32 @@ def test_the_track_trains_each_submission_on_the_same_tokens_then_reruns_from_ca
         "evaluate": "may run",
         "site": "may run",
     }, plan.stdout
+
+
+def test_a_submission_made_only_of_evaluation_questions_leaves_nothing_under_build(tmp_path):
+    from eval_helpers import build_tiny_dataset, records
+
+    build = tmp_path / "build"
+    dataset = build_tiny_dataset(tmp_path / "dataset")
+    leaked = _lines(
+        tmp_path / "leaked.jsonl",
+        [
+            {"question": r["question"], "answer": "Copied from the test split."}
+            for r in records("test")
+        ],
+    )
+    proc = _datatrack(
+        build,
+        tmp_path / "subs",
+        "data",
+        "prepare",
+        "leaked",
+        "--file",
+        str(leaked),
+        "--dataset",
+        str(dataset),
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{leaked}: none of its 15 pairs is left to train on" in proc.stderr
+    assert "question_in_test x15" in proc.stderr
+    assert not (build / "datatrack").exists()  # nothing half-written
