@@ -93,7 +93,7 @@ def base_answers(questions: list[str], model_spec: str, progress: bool = True) -
     model, tokenizer = load_model(model_spec, choose_placement())
     order = sorted(range(len(questions)), key=lambda i: len(questions[i]))
     out: dict[int, str] = {}
-    batch = 32
+    batch = 64  # the evaluation generates in batches of 80: larger batches, more tokens/s
     bar = tqdm(total=len(questions), desc="self: base model answers", disable=not progress)
     for start in range(0, len(order), batch):
         idx = order[start : start + batch]
