@@ -419,3 +419,43 @@ def test_a_submission_made_only_of_evaluation_questions_leaves_nothing_under_bui
     assert f"{leaked}: none of its 15 pairs is left to train on" in proc.stderr
     assert "question_in_test x15" in proc.stderr
     assert not (build / "datatrack").exists()  # nothing half-written
+
+
+def test_gemini_reference_is_made_by_the_builders_gemini_source(
+    tmp_path, monkeypatch, tiny_model_dir
+):
+    """Only with a key, through the real google-genai client against a loopback server."""
+    from eval_helpers import build_tiny_dataset, build_tiny_retention
+    from test_dataset_gemini import KEY, FakeGemini, _pairs
+
+    from benchmark.dataset.records import load_taxonomy
+    from benchmark.datatrack.pipeline import entries
+    from benchmark.datatrack.prepare import prepare
+    from benchmark.paths import DATASETS_SRC
+
+    monkeypatch.setenv("MARINEBENCH_BUILD", str(tmp_path / "build"))
+    monkeypatch.setenv("MARINEBENCH_SUBMISSIONS", str(tmp_path / "subs"))
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    assert "gemini" not in [name for name, _ in entries()]  # offline: never
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    assert "gemini" in [name for name, _ in entries()]
+
+    topics = sorted(load_taxonomy(DATASETS_SRC / "taxonomy.yaml"))
+    script = {t: [(200, json.dumps(_pairs(t, 2)))] for t in topics}
+    with FakeGemini(script) as server:
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.url)
+        record = prepare(
+            "gemini",
+            None,
+            build_tiny_dataset(tmp_path / "dataset"),
+            build_tiny_retention(tmp_path / "retention.jsonl"),
+            tmp_path / "out",
+            _recipe(tmp_path / "tiny.yaml", tiny_model_dir),
+        )
+    assert {r["topic"] for r in server.requests} == set(topics)
+    assert all(r["key"] == KEY for r in server.requests)
+    assert record["kind"] == "reference" and record["pairs"] == 2 * len(topics)
+    assert record["fraction"] is None and record["adapter"] == "gemini"
+    saved = json.loads((tmp_path / "out" / "submission.json").read_text())
+    assert KEY not in json.dumps(saved)  # the key never lands in an artefact
