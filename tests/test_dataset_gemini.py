@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from dataset_fixtures import make_record, make_src
+from gemini_loopback import HANG, ScriptedGemini, reply
 
 from benchmark.dataset.build import build
 from benchmark.dataset.config import BuildConfig
@@ -29,82 +28,19 @@ def _pairs(topic: str, n: int = 4) -> list[dict]:
     return out
 
 
-def _reply(text: str) -> dict:
-    return {
-        "candidates": [
-            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}
-        ],
-        "modelVersion": "gemini-test",
-    }
+_reply = reply
 
 
-HANG = 0  # a script status: accept the request and never answer (until the server stops)
-MESSAGES = {429: ("Resource exhausted", "RESOURCE_EXHAUSTED"), 500: ("Internal error", "INTERNAL")}
-
-
-class FakeGemini:
-    """Scripted per topic: a list of (status, text) consumed in order; the last one repeats.
-
-    A HANG step holds the connection open without a byte of reply, for at most `hang_s` seconds
-    or until the server stops, so a client timeout is what ends the request."""
+class FakeGemini(ScriptedGemini):
+    """Scripted per topic (the `Topic:` line of the generation prompt); see gemini_loopback."""
 
     def __init__(self, script: dict[str, list[tuple[int, str]]], hang_s: float = 10.0):
-        self.script = script
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["contents"][0]["parts"][0]["text"]
-                topic = re.search(r"^Topic: (\w+)$", prompt, re.M).group(1)
-                with owner.lock:
-                    owner.requests.append(
-                        {
-                            "path": self.path,
-                            "key": self.headers.get("x-goog-api-key"),
-                            "topic": topic,
-                            "body": body,
-                        }
-                    )
-                    steps = owner.script[topic]
-                    status, text = steps.pop(0) if len(steps) > 1 else steps[0]
-                if status == HANG:
-                    owner.stopping.wait(hang_s)
-                    self.close_connection = True
-                    return
-                if status != 200:
-                    message, code = MESSAGES.get(status, ("Service unavailable", "UNAVAILABLE"))
-                    payload = {"error": {"code": status, "message": message, "status": code}}
-                else:
-                    payload = _reply(text)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def count(self, topic: str) -> int:
-        return sum(r["topic"] == topic for r in self.requests)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()  # release hung handlers, so server_close does not wait on them
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(
+            script,
+            lambda prompt: re.search(r"^Topic: (\w+)$", prompt, re.M).group(1),
+            "topic",
+            hang_s=hang_s,
+        )
 
 
 def _cfg(src, tmp_path, url) -> BuildConfig:

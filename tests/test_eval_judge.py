@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from gemini_loopback import ScriptedGemini
 
 from benchmark.cli import main as cli_main
 from benchmark.contracts.results import ScoreRecord, find_metric
@@ -34,75 +33,22 @@ def verdict(v: str, reason: str = "compared with the reference") -> str:
     return json.dumps({"reason": reason, "verdict": v})
 
 
-class FakeJudge:
-    """A loopback generateContent server scripted per answer text: a list of (status, reply
-    text) consumed in order, the last one repeating. Unscripted answers get HTTP 400."""
+class FakeJudge(ScriptedGemini):
+    """Scripted per answer text (the prompt's <answer> block), with token counts in every
+    reply; unscripted answers get HTTP 400 (see gemini_loopback)."""
 
     def __init__(self, script: dict[str, list[tuple[int, str]]]):
-        self.script = {k: list(v) for k, v in script.items()}
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["contents"][0]["parts"][0]["text"]
-                answer = ANSWER.search(prompt).group(1)
-                with owner.lock:
-                    owner.requests.append(
-                        {
-                            "path": self.path,
-                            "key": self.headers.get("x-goog-api-key"),
-                            "answer": answer,
-                            "prompt": prompt,
-                            "body": body,
-                        }
-                    )
-                    steps = owner.script.get(answer, [(400, "")])
-                    status, text = steps.pop(0) if len(steps) > 1 else steps[0]
-                if status == 200:
-                    payload = {
-                        "candidates": [
-                            {
-                                "content": {"role": "model", "parts": [{"text": text}]},
-                                "finishReason": "STOP",
-                            }
-                        ],
-                        "usageMetadata": {
-                            "promptTokenCount": 700,
-                            "candidatesTokenCount": 30,
-                            "thoughtsTokenCount": 70,
-                            "totalTokenCount": 800,
-                        },
-                        "modelVersion": "gemini-test",
-                    }
-                else:
-                    payload = {"error": {"code": status, "message": "Scripted failure"}}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def count(self, answer: str) -> int:
-        return sum(r["answer"] == answer for r in self.requests)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(
+            script,
+            lambda prompt: ANSWER.search(prompt).group(1),
+            "answer",
+            usage={
+                "promptTokenCount": 700,
+                "candidatesTokenCount": 30,
+                "thoughtsTokenCount": 70,
+                "totalTokenCount": 800,
+            },
+        )
 
 
 @pytest.fixture
