@@ -68,7 +68,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="trainings run at once (default on CPU: one per core, the cores shared out as "
         "threads; 1 on GPU)",
     )
+    cluster_argument(p)
     p.set_defaults(func=_run)
+
+
+def cluster_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        default=None,
+        help="run the stages that are not cached as tasks on a Ray cluster: ray://HOST:PORT, "
+        "HOST:PORT of its head, or auto (one started on this machine); needs the cluster "
+        "extra: pip install 'marinebench[cluster]'",
+    )
+
+
+def make_cluster(address: str | None, models: list[str], needs_cuda: bool = False):
+    """The executor that runs stages on a Ray cluster (benchmark/cluster.py), or None. Ray is
+    imported only when a stage that is not cached has to run."""
+    if not address:
+        return None
+    from benchmark.cluster import Cluster
+
+    return Cluster(address, models, gpu=needs_cuda)
 
 
 @dataclass
@@ -299,11 +321,16 @@ class StageRunner:
     times, cache hits, why each reran) up to date after every stage: the main benchmark and the
     data track (benchmark/datatrack/pipeline.py) both drive their stages through one."""
 
-    def __init__(self, record_path: Path, profile: str, force: bool, dry_run: bool) -> None:
+    def __init__(
+        self, record_path: Path, profile: str, force: bool, dry_run: bool, cluster=None
+    ) -> None:
         self.record_path = record_path
         self.profile = profile
         self.force = force
         self.dry_run = dry_run
+        #: when set (benchmark/cluster.py), the stages that run are Ray tasks, not local processes
+        self.cluster = cluster
+        self.log_dir = record_path.parent / "logs"
         self.previous = {s["name"]: s for s in _load_record(record_path).get("stages", [])}
         self.stages: list[Stage] = []
         self.started = time.perf_counter()
@@ -319,7 +346,17 @@ class StageRunner:
         print(f"[benchmark] {stage.name}: done in {stage.seconds:.1f}s", flush=True)
         self.write()
 
+    def finish_all(self, done: list[tuple[Stage, int]]) -> None:
+        """Record stages that ran together, the ones that succeeded first."""
+        for stage, returncode in sorted(done, key=lambda d: d[1] != 0):
+            self.finish(stage, returncode)
+
     def execute(self, stage: Stage) -> None:
+        if self.cluster is not None:  # all the cores a local run would give it
+            self.finish_all(
+                self.cluster.run([stage], {stage.name: os.cpu_count() or 1}, self.log_dir)
+            )
+            return
         t0 = time.perf_counter()
         returncode = subprocess.run(stage.command, cwd=paths.REPO_ROOT).returncode
         stage.seconds = round(time.perf_counter() - t0, 2)
@@ -362,11 +399,17 @@ class StageRunner:
             self.decide(stage, upstream[stage.name] if isinstance(upstream, dict) else upstream)
         todo = [] if self.dry_run else [s for s in stages if not s.cached]
         jobs = jobs or min(os.cpu_count() or 1, len(todo))
-        if jobs > 1:
+        if self.cluster is not None and todo:
+            # Each gets the threads its local wave would give it, as CPUs; Ray decides when.
+            waves = _waves(todo, jobs, os.cpu_count() or 1)
+            threads = {stage.name: n for wave, n in waves for stage in wave}
+            names = ", ".join(s.name for s in todo)
+            print(f"[benchmark] {names}: as tasks on the cluster", flush=True)
+            self.finish_all(self.cluster.run(todo, threads, self.log_dir))
+        elif jobs > 1:
             names = ", ".join(s.name for s in todo)
             print(f"[benchmark] {names}: {jobs} at a time", flush=True)
-            log_dir = self.record_path.parent / "logs"
-            for stage, returncode in _run_concurrently(todo, jobs, log_dir):
+            for stage, returncode in _run_concurrently(todo, jobs, self.log_dir):
                 self.finish(stage, returncode)
         else:
             for stage in todo:
@@ -407,7 +450,8 @@ def _run(args: argparse.Namespace) -> int:
     model = args.model or profile["model"]
     build = paths.build_dir()
     record_path = build / "benchmark.json"
-    runner = StageRunner(record_path, args.profile, args.force, args.dry_run)
+    cluster = make_cluster(args.cluster, [model], profile["needs_cuda"])
+    runner = StageRunner(record_path, args.profile, args.force, args.dry_run, cluster)
     prepare_model(model, profile["needs_cuda"], args.dry_run)
 
     dataset = Stage("dataset", ["dataset", "build"], [dataset_contract.BUILD_REPORT_FILE])

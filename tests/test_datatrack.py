@@ -321,16 +321,16 @@ def test_the_track_trains_each_submission_on_the_same_tokens_then_reruns_from_ca
     assert "24 of 25 pairs pass" in entered.stdout
     assert (subs / "mine.jsonl").read_bytes() == mine.read_bytes()
 
-    args = ["datatrack", "--recipe", str(recipe), "--only", "short", "mine", "--limit", "2"]
+    args = ["datatrack", "--recipe", str(recipe), "--only", "mine", "--limit", "2"]
     first = _datatrack(build, subs, *args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     record = json.loads((build / "datatrack.json").read_text())
     names = [s["name"] for s in record["stages"]]
-    assert names[:4] == ["dataset", "prepare:curated", "prepare:short", "prepare:mine"]
+    assert names[:3] == ["dataset", "prepare:curated", "prepare:mine"]
     # side by side, recorded as they finish; curated is the recipe's own adapter (train:tiny)
     # on the main training split
-    assert set(names[4:7]) == {"train:tiny", "train:short", "train:mine"}
-    assert names[7:] == ["evaluate", "site"]
+    assert set(names[3:5]) == {"train:tiny", "train:mine"}
+    assert names[5:] == ["evaluate", "site"]
     assert [s["cached"] for s in record["stages"]][:1] == [True]
     track = build / "datatrack"
     curated = json.loads((track / "data" / "curated" / "submission.json").read_text())
@@ -341,12 +341,11 @@ def test_the_track_trains_each_submission_on_the_same_tokens_then_reruns_from_ca
         name: json.loads((folder / "train_metrics.json").read_text())
         for name, folder in {
             "curated": build / "adapters" / "tiny",
-            "short": track / "adapters" / "short",
             "mine": track / "adapters" / "mine",
         }.items()
     }
     assert metrics["curated"]["tokens_seen"] == budget  # one pass of the curated split
-    for name in ("short", "mine"):
+    for name in ("mine",):
         sub = json.loads((track / "data" / name / "submission.json").read_text())
         assert sub["token_budget"] == budget == metrics[name]["token_budget"]
         # the same tokens, up to the last step's
@@ -358,8 +357,8 @@ def test_the_track_trains_each_submission_on_the_same_tokens_then_reruns_from_ca
     }
     assert metrics["mine"]["epochs_seen"] > 10  # 24 short pairs, seen many times
     summary = json.loads((track / "results" / "datatrack" / "summary.json").read_text())
-    assert set(summary["models"]) == {"base", "tiny", "short", "mine"}
-    assert set(summary["reference_comparisons"]["tiny"]) == {"base", "short", "mine"}
+    assert set(summary["models"]) == {"base", "tiny", "mine"}
+    assert set(summary["reference_comparisons"]["tiny"]) == {"base", "mine"}
     assert (build / "site" / "data.html").is_file()
     assert "Data leaderboard:" in first.stdout
 
@@ -382,10 +381,8 @@ def test_the_track_trains_each_submission_on_the_same_tokens_then_reruns_from_ca
     assert said == {
         "dataset": "fingerprint unchanged",
         "prepare:curated": "fingerprint unchanged",
-        "prepare:short": "fingerprint unchanged",
         "prepare:mine": "would run",
         "train:tiny": "fingerprint unchanged",
-        "train:short": "fingerprint unchanged",
         "train:mine": "may run",
         "evaluate": "may run",
         "site": "may run",

@@ -26,7 +26,9 @@ from benchmark.pipeline import (
     PROFILES,
     Stage,
     StageRunner,
+    cluster_argument,
     eval_workers,
+    make_cluster,
     prepare_model,
     training_stage,
 )
@@ -52,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N documents per task")
     p.add_argument("--jobs", type=int, default=None, help="trainings at once (default: cores)")
     recipe_argument(p)
+    cluster_argument(p)
     p.set_defaults(func=_run)
 
 
@@ -85,9 +88,10 @@ def _record(name: str) -> dict | None:
 def _run(args: argparse.Namespace) -> int:
     build = paths.build_dir()
     record_path = build / contract.RECORD_FILE
-    runner = StageRunner(record_path, "datatrack", args.force, args.dry_run)
     recipe = (args.recipe or DEFAULT_RECIPE).resolve()
     config = recipe_config(recipe)
+    cluster = make_cluster(args.cluster, [config.model])
+    runner = StageRunner(record_path, "datatrack", args.force, args.dry_run, cluster)
     prepare_model(config.model, False, args.dry_run)
     recipe_args = ["--recipe", str(recipe)]
 
