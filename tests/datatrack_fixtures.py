@@ -12,7 +12,8 @@ from pathlib import Path
 from benchmark.contracts import datatrack as dt
 from benchmark.contracts import results as contract
 from benchmark.contracts.adapter import TRAIN_METRICS_FILE
-from benchmark.evaluation.stats import BootstrapSettings, paired_comparison
+from benchmark.evaluation.stats import BootstrapSettings
+from benchmark.evaluation.summary import build_summary
 from benchmark.leaderboard.synthetic import write_adapter, write_results_run
 
 #: the curated adapter is the main benchmark's default one, reused
@@ -90,28 +91,15 @@ def _record(name, kind, fraction, pairs, per_pair, rule, drops) -> dict:
 
 def _reference_comparisons(run: Path, reference: str) -> dict:
     """Every other model's paired test against `reference`, as summary.json's
-    REFERENCE_COMPARISONS_KEY holds them (the same comparison dict as `comparisons`)."""
-    table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    REFERENCE_COMPARISONS_KEY holds them: from the run's scores, by the evaluation's own
+    build_summary."""
+    scores: dict = defaultdict(list)
     for line in (run / contract.SCORES_FILE).read_text(encoding="utf-8").splitlines():
-        r = json.loads(line)
-        for metric, value in r["metrics"].items():
-            v = float("nan") if value is None else float(value)
-            table[r["model"]][r["task"]][metric][r["doc_id"]] = v
+        row = json.loads(line)
+        scores[row["model"]].append(row)
     settings = BootstrapSettings(n_resamples=N_RESAMPLES, seed=0)
-    out: dict = {}
-    for model, tasks in table.items():
-        if model == reference:
-            continue
-        out[model] = {}
-        for task, metrics in sorted(tasks.items()):
-            out[model][task] = {}
-            for metric, values in sorted(metrics.items()):
-                ref = table[reference][task][metric]
-                docs = sorted(set(values) & set(ref))
-                out[model][task][metric] = paired_comparison(
-                    [values[d] for d in docs], [ref[d] for d in docs], settings
-                )
-    return {reference: out}
+    summary = build_summary(run.name, dict(scores), settings, references=(reference,))
+    return summary[contract.REFERENCE_COMPARISONS_KEY]
 
 
 def write_datatrack(root: Path, *, n_samples: int = 16, seed: int = 0) -> dict[str, Path]:
