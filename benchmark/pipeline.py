@@ -348,9 +348,12 @@ class StageRunner:
         print(f"[benchmark] {stage.name}: done in {stage.seconds:.1f}s", flush=True)
         self.write()
 
-    def finish_all(self, done: list[tuple[Stage, int]]) -> None:
-        """Record stages that ran together, the ones that succeeded first."""
-        for stage, returncode in sorted(done, key=lambda d: d[1] != 0):
+    def finish_all(self, done: list[tuple[Stage, int]], order: list[Stage] | None = None) -> None:
+        """Record stages that ran together, the ones that succeeded first, each group in the
+        stage graph's `order` rather than the order they happened to end in, so the record of
+        two identical runs lists its stages alike."""
+        rank = {s.name: i for i, s in enumerate(order or [s for s, _ in done])}
+        for stage, returncode in sorted(done, key=lambda d: (d[1] != 0, rank[d[0].name])):
             self.finish(stage, returncode)
 
     def execute(self, stage: Stage) -> None:
@@ -407,12 +410,11 @@ class StageRunner:
             threads = {stage.name: n for wave, n in waves for stage in wave}
             names = ", ".join(s.name for s in todo)
             print(f"[benchmark] {names}: as tasks on the cluster", flush=True)
-            self.finish_all(self.cluster.run(todo, threads, self.log_dir))
+            self.finish_all(self.cluster.run(todo, threads, self.log_dir), todo)
         elif jobs > 1:
             names = ", ".join(s.name for s in todo)
             print(f"[benchmark] {names}: {jobs} at a time", flush=True)
-            for stage, returncode in _run_concurrently(todo, jobs, self.log_dir):
-                self.finish(stage, returncode)
+            self.finish_all(_run_concurrently(todo, jobs, self.log_dir), todo)
         else:
             for stage in todo:
                 self.execute(stage)

@@ -351,3 +351,24 @@ def test_trainings_run_in_waves_that_share_out_the_cores():
     ]
     assert [threads for _, threads in _waves(stages, slots=3, cpus=2)] == [1]
     assert [threads for _, threads in _waves(stages[:1], slots=2, cpus=4)] == [4]
+
+
+def test_stages_that_ran_together_are_recorded_in_graph_order_failures_last(tmp_path):
+    """Side-by-side stages end in whatever order the machine makes; the record must not."""
+    import pytest
+
+    from benchmark.errors import UserError
+    from benchmark.pipeline import Stage, StageRunner
+
+    stages = [Stage(f"train:{i}", [], []) for i in range(3)]
+    runner = StageRunner(tmp_path / "benchmark.json", "cpu", force=False, dry_run=False)
+    runner.finish_all([(stages[2], 0), (stages[0], 0), (stages[1], 0)], stages)
+    record = json.loads((tmp_path / "benchmark.json").read_text())
+    assert [s["name"] for s in record["stages"]] == ["train:0", "train:1", "train:2"]
+
+    runner = StageRunner(tmp_path / "again.json", "cpu", force=False, dry_run=False)
+    with pytest.raises(UserError, match="train:0 failed"):
+        runner.finish_all([(stages[2], 0), (stages[0], 1), (stages[1], 0)], stages)
+    record = json.loads((tmp_path / "again.json").read_text())
+    assert [s["name"] for s in record["stages"]] == ["train:1", "train:2", "train:0"]
+    assert record["failed_stage"] == "train:0"
