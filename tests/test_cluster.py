@@ -26,9 +26,9 @@ from benchmark.fingerprint import FINGERPRINT_FILE
 from benchmark.pipeline import Stage, stage_key
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the same numbers in every run: PEFT writes target_modules from a set (its order follows the
-#: string hash seed, and the adapter folder's digest with it), and the dtype is pinned rather
-#: than measured by each build's own probe
+#: the same numbers in every run: the dtype is pinned rather than measured by each build's own
+#: probe, and the string hash seed is fixed so that the comparison is about where a stage ran
+#: (the trainer's own bytes no longer follow it: tests/test_train_run.py)
 STABLE_ENV = {"PYTHONHASHSEED": "0", "MARINEBENCH_AUTO_DTYPE": "fp32"}
 
 

@@ -245,3 +245,31 @@ def test_data_parallel_two_cpu_processes(workdir, tmp_path):
     assert len(metrics["loss_per_step"]) == 2
     assert (out / "adapter_model.safetensors").is_file()
     assert not any(p.name.startswith(".") for p in out.parent.iterdir())
+
+
+def test_adapter_config_bytes_do_not_follow_the_string_hash_seed(workdir, reference_run):
+    """PEFT keeps target_modules as a set; the folder's bytes (and every cache keyed on its
+    digest) must not depend on the process's hash seed. All seven projections, so an unsorted
+    list would match by chance once in 5040 runs."""
+    root, config_path = workdir
+    seven = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    raw = yaml.safe_load(config_path.read_text())
+    raw["lora"]["target_modules"] = seven
+    raw["max_steps"] = 1
+    config = root / "seven.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    outs = []
+    for seed in ("1", "2"):
+        out = root / "adapters" / f"hashseed-{seed}"
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmark", "train", "--config", str(config),
+             "--output", str(out), "--no-progress"],  # fmt: skip
+            env=_cli_env(root / "build", PYTHONHASHSEED=seed),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outs.append((out / "adapter_config.json").read_bytes())
+    assert outs[0] == outs[1]
+    assert json.loads(outs[0])["target_modules"] == sorted(seven)

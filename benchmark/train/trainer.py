@@ -9,6 +9,7 @@ benchmark/bench/train.py for the Trainer baseline it is compared with).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -24,6 +25,7 @@ import torch
 
 from benchmark import paths
 from benchmark.atomic import atomic_dir, atomic_write_json
+from benchmark.contracts import adapter as adapter_contract
 from benchmark.device import Placement, choose_placement, cpu_has_native_bf16, cpu_identity
 from benchmark.errors import UserError
 from benchmark.models import architecture_config, load_tokenizer, resolve_model
@@ -518,11 +520,24 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _sort_module_lists(config_file: Path) -> None:
+    """PEFT keeps `target_modules` (and `exclude_modules`) as sets and writes them in set order,
+    which follows the process's string-hash seed: two identical trainings would write different
+    adapter_config.json bytes, so a retrained adapter's digest (and every cache keyed on it)
+    would change. Written sorted, as PEFT writes the rest of the file (indent 2, sorted keys)."""
+    data = json.loads(config_file.read_text(encoding="utf-8"))
+    for key in ("target_modules", "exclude_modules"):
+        if isinstance(data.get(key), list):
+            data[key] = sorted(data[key])
+    config_file.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+
+
 def _write_adapter(out_dir: Path, peft_model, config: TrainConfig, metrics: dict) -> None:
     resolved = resolve_model(config.model)
     base_id = resolved.hub_id or str(resolved.local_path)
     peft_model.peft_config["default"].base_model_name_or_path = base_id
     with atomic_dir(out_dir) as tmp:
         peft_model.save_pretrained(tmp, save_embedding_layers=False)  # no Hub lookup
+        _sort_module_lists(tmp / adapter_contract.CONFIG_FILE)
         atomic_write_json(tmp / "train_metrics.json", metrics)
         (tmp / "README.md").write_text(adapter_card(config, metrics, base_id), encoding="utf-8")
