@@ -262,8 +262,17 @@ def test_adapter_config_bytes_do_not_follow_the_string_hash_seed(workdir, refere
     for seed in ("1", "2"):
         out = root / "adapters" / f"hashseed-{seed}"
         done = subprocess.run(
-            [sys.executable, "-m", "benchmark", "train", "--config", str(config),
-             "--output", str(out), "--no-progress"],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "benchmark",
+                "train",
+                "--config",
+                str(config),
+                "--output",
+                str(out),
+                "--no-progress",
+            ],  # fmt: skip
             env=_cli_env(root / "build", PYTHONHASHSEED=seed),
             capture_output=True,
             text=True,
