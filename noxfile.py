@@ -114,9 +114,9 @@ def serve(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
-def bench(session: nox.Session) -> None:
-    """Benchmark scripts: nox -s bench -- train|eval|site|dedup."""
-    _marinebench(session, "bench", *session.posargs)
+def perf(session: nox.Session) -> None:
+    """Performance measurements, ratios in one run: nox -s perf -- train|eval|site|dedup."""
+    _marinebench(session, "perf", *session.posargs)
 
 
 @nox.session(venv_backend="none")

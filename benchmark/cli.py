@@ -15,7 +15,7 @@ COMMAND_MODULES = (
     "benchmark.evaluation.cli",
     "benchmark.leaderboard.cli",
     "benchmark.datatrack.cli",
-    "benchmark.bench.cli",
+    "benchmark.perf.cli",
     "benchmark.pipeline",
     "benchmark.readme_results",
 )

@@ -37,5 +37,5 @@ def site_dir() -> Path:
     return build_dir() / "site"
 
 
-def bench_dir() -> Path:
-    return build_dir() / "bench"
+def perf_dir() -> Path:
+    return build_dir() / "perf"

@@ -267,9 +267,9 @@ def render_section(run: str) -> str:
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
-    bench = paths.build_dir() / "benchmark.json"
-    if bench.is_file():
-        record = json.loads(bench.read_text())
+    pipeline_record = paths.build_dir() / "benchmark.json"
+    if pipeline_record.is_file():
+        record = json.loads(pipeline_record.read_text())
         stages = ", ".join(
             f"{s['name']} " + ("cached" if s["cached"] else f"{s['seconds']:.0f} s")
             for s in record["stages"]

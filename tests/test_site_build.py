@@ -566,11 +566,11 @@ def test_serve_binds_loopback_and_serves_the_site(site):
         make_server(site / "runs", 0)
 
 
-def test_bench_site_writes_its_figures(tmp_path, monkeypatch):
-    from benchmark.bench import site as bench_site
+def test_perf_site_writes_its_figures(tmp_path, monkeypatch):
+    from benchmark.perf import site as perf_site
 
     monkeypatch.setenv("MARINEBENCH_BUILD", str(tmp_path))
-    assert bench_site.main(["--runs", "2", "--samples", "12", "--repeat", "1"]) == 0
-    figures = json.loads((tmp_path / "bench" / "site.json").read_text())
+    assert perf_site.main(["--runs", "2", "--samples", "12", "--repeat", "1"]) == 0
+    figures = json.loads((tmp_path / "perf" / "site.json").read_text())
     assert figures["runs"] == 2 and figures["samples"] == 12 and figures["models"] == 3
     assert figures["seconds"] > 0 and figures["index_kb"] > 0

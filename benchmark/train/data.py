@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from benchmark.contracts.dataset import (
-    COLUMNS,  # noqa: F401 (bench/train.py imports it here)
+    COLUMNS,  # noqa: F401 (perf/train.py imports it here)
     QA_COLUMNS,
     split_file,
 )

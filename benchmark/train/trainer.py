@@ -4,7 +4,7 @@ loss, length-grouped dynamic batches, resumable checkpoints, and the adapter fol
 Why not transformers.Trainer: it computes logits over every position, pads through its
 DataLoader collator, and its checkpoints and metrics do not match our contract; the loop here
 is one function, `train`, read top to bottom, and every step of it is measured (see
-benchmark/bench/train.py for the Trainer baseline it is compared with).
+benchmark/perf/train.py for the Trainer baseline it is compared with).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`marinebench bench site`: site build time and index size for 50 synthetic runs x 500 samples.
+"""`marinebench perf site`: site build time and index size for 50 synthetic runs x 500 samples.
 
 "Runs" are evaluated adapters: one synthetic results folder holding the base model plus N
 adapters (each with its adapter folder and train_metrics.json), 500 marine_qa samples per model
@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 from benchmark.atomic import atomic_write_json
-from benchmark.paths import bench_dir
+from benchmark.paths import perf_dir
 
 TARGET_SECONDS = 5.0
 TARGET_INDEX_KB = 500.0
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="marinebench bench site", description=__doc__)
+    parser = argparse.ArgumentParser(prog="marinebench perf site", description=__doc__)
     parser.add_argument("--runs", type=int, default=50, help="evaluated adapters (default 50)")
     parser.add_argument("--samples", type=int, default=500, help="marine_qa samples per model")
     parser.add_argument(
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     from benchmark.leaderboard.render import build_site
     from benchmark.leaderboard.synthetic import write_tree
 
-    with tempfile.TemporaryDirectory(prefix="marinebench-bench-site-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="marinebench-perf-site-") as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
         paths = write_tree(root, n_adapters=args.runs, n_samples=args.samples, seed=0)
@@ -70,12 +70,12 @@ def main(argv: list[str]) -> int:
         "seconds_vs_target": round(seconds / TARGET_SECONDS, 3),
         "index_vs_target": round(index_kb / TARGET_INDEX_KB, 3),
     }
-    atomic_write_json(bench_dir() / "site.json", result)
+    atomic_write_json(perf_dir() / "site.json", result)
     print(
         f"site build: {seconds:.2f} s median of {len(times)} ({seconds / TARGET_SECONDS:.0%} of the "
         f"{TARGET_SECONDS:.0f} s target; ingest alone {ingest_s:.2f} s), index.html {index_kb:.0f} KB "
         f"({index_kb / TARGET_INDEX_KB:.0%} of {TARGET_INDEX_KB:.0f} KB), {info['files']} files, "
         f"{info['bytes'] / 1e6:.1f} MB, largest compare data {result['compare_data_kb_max']:.0f} KB"
     )
-    print(f"wrote {bench_dir() / 'site.json'}")
+    print(f"wrote {perf_dir() / 'site.json'}")
     return 0

@@ -1,9 +1,9 @@
-"""Benchmark: base + 3 adapters evaluated in one process (`marinebench evaluate`) against four
+"""Performance: base + 3 adapters evaluated in one process (`marinebench evaluate`) against four
 separate plain `lm_eval` CLI runs (one per model) on the same task, limit and batch size.
 
 Both sides run as fresh subprocesses, so each pays its own interpreter start, imports and model
 loads: the one-process run pays them once, the separate runs four times. Writes
-build/bench/eval_adapters.json with one_process_s, separate_runs_s, ratio, gen_tok_s (the
+build/perf/eval_adapters.json with one_process_s, separate_runs_s, ratio, gen_tok_s (the
 batched generation throughput measured inside the one-process run) and task_s (per task, the
 seconds the four models spent on its requests inside the one-process run, scoring excluded).
 The default tasks are one of each kind on the test split: generation, the answer's likelihood
@@ -36,13 +36,13 @@ DEFAULT_TASKS = "marine_qa,marine_qa_ppl,marine_mc"
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="marinebench bench eval", description=__doc__)
+    p = argparse.ArgumentParser(prog="marinebench perf eval", description=__doc__)
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--tasks", default=DEFAULT_TASKS, help="comma-separated lm-eval tasks")
     p.add_argument("--limit", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-gen-toks", type=int, default=64)
-    p.add_argument("--out", type=Path, default=None, help="default: build/bench/eval_adapters.json")
+    p.add_argument("--out", type=Path, default=None, help="default: build/perf/eval_adapters.json")
     return p.parse_args(argv)
 
 
@@ -75,7 +75,7 @@ def _random_adapters(model_dir: str, out: Path, n: int = 3) -> list[Path]:
             for name, param in peft_model.named_parameters():
                 if "lora_B" in name:
                     param.copy_(torch.randn(param.shape, generator=gen) * 1e-3)
-        folder = out / f"bench-lora-{seed}"
+        folder = out / f"perf-lora-{seed}"
         peft_model.save_pretrained(folder)
         folders.append(folder)
     return folders
@@ -120,9 +120,9 @@ def main(argv: list[str]) -> int:
     tasks = [t for t in args.tasks.split(",") if t]
     path = model_path(args.model)
     placement = choose_placement()
-    out_file = args.out or paths.bench_dir() / "eval_adapters.json"
+    out_file = args.out or paths.perf_dir() / "eval_adapters.json"
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="perf-eval-") as tmp_name:
         tmp = Path(tmp_name)
         adapters = _fitting_adapters(args.model, path)
         adapter_kind = "trained"
@@ -138,12 +138,12 @@ def main(argv: list[str]) -> int:
             "--model", path, "--adapters", *map(str, adapters),
             "--dataset", dataset, "--tasks", *tasks, "--limit", str(args.limit),
             "--batch-size", str(args.batch_size), "--max-gen-toks", str(args.max_gen_toks),
-            "--no-cache", "--run", "bench",
+            "--no-cache", "--run", "perf",
         ]  # fmt: skip
         print(f"dtype: {describe_choice(placement.record())}", flush=True)
         print(f"one process: base + {len(adapters)} adapters ({adapter_kind}) ...", flush=True)
         one_s = _timed(one_cmd, one_env)
-        manifest = json.loads((tmp / "build" / "results" / "bench" / "manifest.json").read_text())
+        manifest = json.loads((tmp / "build" / "results" / "perf" / "manifest.json").read_text())
         tokens = sum(m["timing"]["generated_tokens"] for m in manifest["models"])
         gen_s = sum(m["timing"]["generate_s"] for m in manifest["models"])
         task_s = {

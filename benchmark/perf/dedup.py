@@ -1,8 +1,8 @@
-"""`marinebench bench dedup`: near-duplicate detection on synthetic Q&A pairs with planted copies.
+"""`marinebench perf dedup`: near-duplicate detection on synthetic Q&A pairs with planted copies.
 
 Times the builder's own near_duplicate_pairs (questions, then question+answer, as the dedupe step
 runs it) and checks it against a brute-force ground truth: for a random sample of documents, the
-exact Jaccard against every other document (a sparse matrix product). Writes build/bench/dedup.json.
+exact Jaccard against every other document (a sparse matrix product). Writes build/perf/dedup.json.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from benchmark.atomic import atomic_write_json
 from benchmark.dataset.config import DedupConfig
 from benchmark.dataset.dedup import near_duplicate_pairs, shingle_hashes
-from benchmark.paths import bench_dir
+from benchmark.paths import perf_dir
 
 _STARTS = ("What is", "How does", "Why do", "Which", "Where do", "When does", "What role does")
 
@@ -90,7 +90,7 @@ def brute_force_truth(
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="marinebench bench dedup", description=__doc__)
+    parser = argparse.ArgumentParser(prog="marinebench perf dedup", description=__doc__)
     parser.add_argument("--n", type=int, default=100_000, help="synthetic pairs (default 100000)")
     parser.add_argument(
         "--sample", type=int, default=1000, help="documents in the brute-force check"
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
         "shingle_chars": cfg.shingle_chars,
         "fields": per_field,
     }
-    out = bench_dir() / "dedup.json"
+    out = perf_dir() / "dedup.json"
     atomic_write_json(out, result)
     print(
         f"dedup: {args.n} pairs in {result['seconds']} s ({result['pairs_per_second']} pairs/s), "

@@ -1,5 +1,5 @@
-"""`marinebench bench train`: training throughput of our loop vs a naive transformers.Trainer
-baseline, on the same examples, in one run; writes build/bench/train_throughput.json.
+"""`marinebench perf train`: training throughput of our loop vs a naive transformers.Trainer
+baseline, on the same examples, in one run; writes build/perf/train_throughput.json.
 
 Optimised: the default config (dtype auto: the faster of fp32 and bf16 by benchmark/device.py's
 probe, length-grouped dynamic padding, LM head only on labelled positions, tokenised once).
@@ -23,7 +23,7 @@ from benchmark.atomic import atomic_write_json
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="marinebench bench train", description=__doc__)
+    p = argparse.ArgumentParser(prog="marinebench perf train", description=__doc__)
     p.add_argument("--config", default="smollm2-lora-r16")
     p.add_argument("--steps", type=int, default=10, help="optimised steps (first is warm-up)")
     p.add_argument("--naive-steps", type=int, default=3, help="baseline steps (first is warm-up)")
@@ -143,7 +143,7 @@ def main(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-train-")))
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="perf-train-")))
         dataset = Path(args.dataset) if args.dataset else paths.dataset_dir()
         source = "build/dataset"
         if not (dataset / "data").is_dir():
@@ -186,7 +186,7 @@ def main(argv: list[str]) -> int:
         "library_versions": fast["library_versions"],
         "note": "non-padding tokens only; first step of each run excluded as warm-up",
     }
-    atomic_write_json(paths.bench_dir() / "train_throughput.json", result)
+    atomic_write_json(paths.perf_dir() / "train_throughput.json", result)
     for key in (
         "optimized_tok_s",
         "naive_tok_s",
@@ -197,5 +197,5 @@ def main(argv: list[str]) -> int:
     ):
         print(f"{key:20s} {result[key]}")
     print(f"{'dtype':20s} {describe_choice(fast['dtype_choice'])}")
-    print(f"written {paths.bench_dir() / 'train_throughput.json'}")
+    print(f"written {paths.perf_dir() / 'train_throughput.json'}")
     return 0

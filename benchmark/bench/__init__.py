@@ -1,1 +1,0 @@
-"""Benchmark scripts (not timed tests): each measures one stage and writes build/bench/<name>.json."""
