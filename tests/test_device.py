@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -183,11 +184,12 @@ def test_eval_workers_get_the_parents_dtype(monkeypatch, tmp_path):
     from benchmark.evaluation.cache import EvalCache
     from benchmark.evaluation.runner import EvalSettings
 
-    jobs = []
+    jobs, threads = [], []
 
     class FakePopen:
         def __init__(self, cmd, **kwargs):
             jobs.append(json.loads(Path(cmd[-1]).read_text(encoding="utf-8")))
+            threads.append(kwargs["env"]["OMP_NUM_THREADS"])
 
         def wait(self):
             return 1
@@ -201,3 +203,12 @@ def test_eval_workers_get_the_parents_dtype(monkeypatch, tmp_path):
     assert len(jobs) == 2
     assert all(j["settings"]["dtype"] == "bfloat16" for j in jobs)
     assert all(j["settings"]["device"] == "cpu" for j in jobs)
+    # A Ray task reserved 6 CPUs on a bigger node: 2 workers get 3 threads each, not the
+    # node's cores divided by 2.
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    jobs.clear(), threads.clear()
+    with pytest.raises(UserError):
+        workers.compute_in_workers(plan, todo, settings, EvalCache(root=tmp_path, enabled=False))
+    assert threads == ["3", "3"]
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert workers.cpu_budget() == len(os.sched_getaffinity(0))

@@ -28,10 +28,23 @@ def shares(names: list[str], workers: int) -> list[list[str]]:
     return [s for s in (names[i::workers] for i in range(workers)) if s]
 
 
+def cpu_budget() -> int:
+    """The cores this evaluation may use: OMP_NUM_THREADS when whoever started it set one (a
+    Ray task gets it from the CPUs the cluster reserved for it, benchmark/cluster.py), else the
+    cores this process may run on, which a container or `taskset` can make fewer than the
+    machine's; never os.cpu_count() alone, which on a big cluster node would start more
+    threads than the task was given."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def compute_in_workers(plan, todo, settings, cache: EvalCache) -> None:
     """Evaluate `todo` in `settings.workers` child processes; entries land in `cache`."""
-    cpus = os.cpu_count() or 1
-    threads = max(1, cpus // settings.workers)
+    threads = max(1, cpu_budget() // settings.workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with tempfile.TemporaryDirectory(prefix="eval-workers-") as tmp:
         # With the cache disabled the workers still need somewhere to put their entries.
