@@ -45,7 +45,7 @@ from typing import Any
 from benchmark import paths
 from benchmark.atomic import atomic_dir, atomic_write_bytes
 from benchmark.errors import UserError
-from benchmark.pipeline import Stage, _last_progress, _StageDisplay
+from benchmark.pipeline import Stage, _last_progress, _StageDisplay, read_log_tail
 
 #: "0": tasks always run against a temporary build and ship their outputs back (what a cluster
 #: without a shared filesystem does; the tests force it on one machine); "1": assume shared
@@ -678,12 +678,6 @@ def _run_child(args: list[str], env: dict[str, str], log: Path, report, append=F
 
 
 def _tail(log: Path) -> str:
-    try:
-        with open(log, "rb") as fh:
-            fh.seek(max(0, log.stat().st_size - LOG_TAIL_BYTES))
-            data = fh.read()
-    except OSError:
-        return ""
     # tqdm redraws with carriage returns: keep each line's last state
-    text = data.decode("utf-8", "replace")
+    text = read_log_tail(log, LOG_TAIL_BYTES)
     return "\n".join(line.split("\r")[-1] for line in text.split("\n"))

@@ -182,15 +182,20 @@ _TQDM = re.compile(
 )
 
 
+def read_log_tail(log: Path, size: int) -> str:
+    """The last `size` bytes of a stage's log as text ("" when it cannot be read yet)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, log.stat().st_size - size))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def _last_progress(log: Path) -> str:
     """The newest progress a child wrote, as "step 40/80, loss 2.91, 190 tok/s, ETA 03:12"
     (tqdm separates its updates with carriage returns)."""
-    try:
-        with open(log, "rb") as fh:
-            fh.seek(max(0, log.stat().st_size - 4096))
-            tail = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return "starting"
+    tail = read_log_tail(log, 4096)
     lines = [p.strip() for p in re.split(r"[\r\n]", tail) if "step" in p]
     if not lines:
         return "starting"
