@@ -85,6 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="processes sharing the models out, CPU threads split between them (default 1: "
         "the base loads once); on a 2-core CPU, 2 workers evaluate ~1.35x faster",
     )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="opt-in fast path: every model in one batch (LoRA unmerged, per row), finished "
+        "rows dropped, shared likelihood requests run once; numbers differ from the exact "
+        "path by rounding (see `marinebench perf parity`); --workers is ignored",
+    )
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", default=None, help="auto (default), bf16, fp16, fp32")
     p.add_argument(
@@ -198,6 +205,7 @@ def _settings(args: argparse.Namespace):
         dtype=args.dtype,
         bootstrap=stats.BootstrapSettings(n_resamples=args.n_resamples, seed=args.seed),
         workers=args.workers,
+        fast=args.fast,
     )
 
 

@@ -31,6 +31,8 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 from tqdm import tqdm
 
+from benchmark.evaluation import lm_head
+
 
 class EvalHFLM(HFLM):
     """HFLM that times each task's requests, counts generated tokens, and runs each
@@ -43,6 +45,8 @@ class EvalHFLM(HFLM):
 
     def __init__(self, *args, softmax_dtype: str | torch.dtype | None = torch.float32, **kwargs):
         super().__init__(*args, softmax_dtype=softmax_dtype, **kwargs)
+        #: the LM head on `logits_to_keep` slices without a weight copy per row (same bits)
+        self.rowwise_lm_head = lm_head.install(self.model)
         self.reset_timing()
 
     def reset_timing(self) -> None:
@@ -51,6 +55,16 @@ class EvalHFLM(HFLM):
         self.task_s: dict[str, float] = defaultdict(float)
         self.generate_s = 0.0
         self.generated_tokens = 0
+
+    def timing(self) -> dict:
+        """The model's seconds since reset_timing (the manifest's per-model `timing`)."""
+        return {
+            "generate_s": self.generate_s,
+            "generated_tokens": self.generated_tokens,
+            "gen_tok_s": self.generated_tokens / self.generate_s if self.generate_s else 0.0,
+            # the model's seconds on each task's requests (lm-eval's scoring not included)
+            "task_s": dict(self.task_s),
+        }
 
     # --- per-task timing ---------------------------------------------------------------------
 

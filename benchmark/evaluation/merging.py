@@ -34,7 +34,7 @@ class SavedWeights:
                 state[name].copy_(tensor)
 
 
-def _load(model, info: AdapterInfo, label: str, adapter_name: str = "default"):
+def load_peft(model, info: AdapterInfo, label: str, adapter_name: str = "default"):
     """PeftModel around `model` with this adapter; any shape or key error -> UserError."""
     from peft import PeftModel
 
@@ -51,14 +51,14 @@ def check_fit(model, infos: list[AdapterInfo], label: str) -> None:
     """Load every adapter once before any evaluation, so a misfit fails early; leaves `model`
     exactly as it was (nothing is merged, the LoRA layers are taken out again)."""
     for info in infos:
-        _load(model, info, label).unload()
+        load_peft(model, info, label).unload()
 
 
 @contextlib.contextmanager
 def merged_adapter(model, info: AdapterInfo, label: str, saved: SavedWeights) -> Iterator[None]:
     """Within the block, `model` (the same object) computes base + adapter; after, it is the
     base again, bit for bit."""
-    peft_model = _load(model, info, label)
+    peft_model = load_peft(model, info, label)
     try:
         peft_model.merge_and_unload()
         peft_model = None

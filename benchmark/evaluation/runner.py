@@ -73,6 +73,9 @@ class EvalSettings:
     #: processes sharing the models out, the CPU threads split between them (in the cache key:
     #: a different thread count may round bf16 sums differently)
     workers: int = 1
+    #: the opt-in fast path (evaluation/fast.py): all models in one batch, LoRA unmerged;
+    #: numbers differ from the exact path by rounding (`marinebench perf parity`)
+    fast: bool = False
 
 
 @dataclass
@@ -183,8 +186,13 @@ def plan(model: str | None, adapters: list[Path], settings: EvalSettings, cache:
             "max_gen_toks": settings.max_gen_toks,
             "batch_size": settings.batch_size,
             "apply_chat_template": settings.apply_chat_template,
-            "adapters": "merged into the base weights",
-            "workers": settings.workers,
+            "path": "fast" if settings.fast else "exact",
+            "adapters": (
+                "unmerged LoRA, each row its own adapter"
+                if settings.fast
+                else "merged into the base weights"
+            ),
+            "workers": 1 if settings.fast else settings.workers,
             "device": placement.device,
             "dtype": placement.dtype_name,
         },
@@ -234,7 +242,7 @@ def evaluate(
 
     load_s = 0.0
     todo = [r for r in runs if not r.cached]
-    if len(todo) > 1 and settings.workers > 1:
+    if len(todo) > 1 and settings.workers > 1 and not settings.fast:
         from benchmark.evaluation.workers import compute_in_workers
 
         compute_in_workers(p, todo, settings, cache)
@@ -333,51 +341,76 @@ def _evaluate_models(
     start = time.perf_counter()
     base, tokenizer = load_model(path, placement)
     MODEL_LOADS += 1
+    # Evaluation needs no gradients, and matmul picks its kernel by this flag (lm_head.py): a
+    # base evaluated alone must round as it does beside adapters (PEFT freezes it on loading).
+    base.requires_grad_(False)
     adapters = [r.adapter for r in todo if r.adapter is not None]
-    merging.check_fit(base, adapters, path)
-    saved = merging.SavedWeights(base) if adapters else None
-    hflm = EvalHFLM(pretrained=base, tokenizer=tokenizer, batch_size=settings.batch_size)
-    load_s = time.perf_counter() - start
-    log.info("loaded %s + checked %d adapter(s) in %.1fs", path, len(adapters), load_s)
-    metadata = _metadata(dataset, retention)
-    task_manager = _task_manager(settings.tasks, metadata)
-    gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
+    with contextlib.ExitStack() as stack:
+        if settings.fast:
+            from benchmark.evaluation import multi_lora
+            from benchmark.evaluation.fast import FastEvalHFLM
 
-    for item in todo:
-        log.info("evaluating %s on %s", item.name, ", ".join(settings.tasks))
-        if item.adapter is None:
-            context = contextlib.nullcontext()
-        else:
-            context = merging.merged_adapter(base, item.adapter, path, saved)
-        hflm.reset_timing()
-        t0 = time.perf_counter()
-        with context, _env(scorers.BERTSCORE_ENV, settings.bertscore_model):
-            results = lm_eval.simple_evaluate(
-                model=hflm,
-                tasks=list(settings.tasks),
-                task_manager=task_manager,
-                apply_chat_template=settings.apply_chat_template,
-                log_samples=True,
-                limit=settings.limit,
-                gen_kwargs=gen_kwargs,
-                bootstrap_iters=0,
+            weights = [multi_lora.read_adapter(base, a, path) for a in adapters]  # checks fit
+            saved = merging.SavedWeights(base) if adapters else None
+            infos = {r.name: r.adapter for r in todo}
+
+            def merge(name: str):
+                if infos[name] is None:
+                    return contextlib.nullcontext()
+                return merging.merged_adapter(base, infos[name], path, saved)
+
+            hflm = FastEvalHFLM(
+                pretrained=base,
+                tokenizer=tokenizer,
+                batch_size=settings.batch_size,
+                adapters=weights,
+                # 0: the base; i: the i-th adapter of `weights`
+                models={r.name: adapters.index(r.adapter) + 1 if r.adapter else 0 for r in todo},
+                merge=merge,
             )
-        eval_s = time.perf_counter() - t0
-        samples = results.pop("samples")
-        results["model_name"] = item.name
-        results["task_hashes"] = _task_hashes(samples)
-        timing = {
-            "eval_s": eval_s,
-            "generate_s": hflm.generate_s,
-            "generated_tokens": hflm.generated_tokens,
-            "gen_tok_s": hflm.generated_tokens / hflm.generate_s if hflm.generate_s else 0.0,
-            # the model's seconds on each task's requests (lm-eval's scoring not included)
-            "task_s": dict(hflm.task_s),
-        }
-        scores = score_samples(item.name, results, samples)
-        entry = CacheEntry(results, samples, scores, timing)
-        parts = {**common, "adapter": item.adapter.hash if item.adapter else None}
-        item.entry = cache.put(item.key, entry, parts) if cache.enabled else entry
+            stack.callback(hflm.close)
+        else:
+            merging.check_fit(base, adapters, path)
+            saved = merging.SavedWeights(base) if adapters else None
+            hflm = EvalHFLM(pretrained=base, tokenizer=tokenizer, batch_size=settings.batch_size)
+        load_s = time.perf_counter() - start
+        log.info("loaded %s + checked %d adapter(s) in %.1fs", path, len(adapters), load_s)
+        metadata = _metadata(dataset, retention)
+        task_manager = _task_manager(settings.tasks, metadata)
+        gen_kwargs = {"max_gen_toks": settings.max_gen_toks} if settings.max_gen_toks else None
+
+        for item in todo:
+            log.info("evaluating %s on %s", item.name, ", ".join(settings.tasks))
+            if settings.fast:
+                hflm.select(item.name)
+                context = contextlib.nullcontext()
+            else:
+                hflm.reset_timing()
+                context = (
+                    contextlib.nullcontext()
+                    if item.adapter is None
+                    else merging.merged_adapter(base, item.adapter, path, saved)
+                )
+            t0 = time.perf_counter()
+            with context, _env(scorers.BERTSCORE_ENV, settings.bertscore_model):
+                results = lm_eval.simple_evaluate(
+                    model=hflm,
+                    tasks=list(settings.tasks),
+                    task_manager=task_manager,
+                    apply_chat_template=settings.apply_chat_template,
+                    log_samples=True,
+                    limit=settings.limit,
+                    gen_kwargs=gen_kwargs,
+                    bootstrap_iters=0,
+                )
+            timing = {"eval_s": time.perf_counter() - t0, **hflm.timing()}
+            samples = results.pop("samples")
+            results["model_name"] = item.name
+            results["task_hashes"] = _task_hashes(samples)
+            scores = score_samples(item.name, results, samples)
+            entry = CacheEntry(results, samples, scores, timing)
+            parts = {**common, "adapter": item.adapter.hash if item.adapter else None}
+            item.entry = cache.put(item.key, entry, parts) if cache.enabled else entry
     return load_s
 
 

@@ -10,7 +10,8 @@ import importlib
 
 MEASUREMENTS = {
     "train": "training throughput and MFU vs a naive baseline",
-    "eval": "base + 3 adapters in one process vs separate lm_eval runs",
+    "eval": "base + 3 adapters in one process vs separate lm_eval runs (exact and fast path)",
+    "parity": "the fast evaluation path's metric means against the exact path's 95% CIs",
     "site": "site build time and index size for 50 synthetic runs x 500 samples",
     "dedup": "near-duplicate detection on 100,000 synthetic pairs",
 }
