@@ -135,7 +135,14 @@ def build_tiny_retention(path: Path, n: int = 6) -> Path:
 
 
 def build_tiny_adapter(
-    base_dir: Path, out_dir: Path, seed: int, base_name: str | None = None, scale: float = 0.5
+    base_dir: Path,
+    out_dir: Path,
+    seed: int,
+    base_name: str | None = None,
+    scale: float = 0.5,
+    r: int = 4,
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj"),
+    **lora_options,
 ) -> Path:
     """A LoRA adapter on the tiny model whose lora_B weights are random (so it changes outputs)."""
     import torch
@@ -143,7 +150,13 @@ def build_tiny_adapter(
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=2 * r,
+        target_modules=list(target_modules),
+        lora_dropout=0.0,
+        **lora_options,
+    )
     peft_model = get_peft_model(model, config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

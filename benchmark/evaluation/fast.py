@@ -171,6 +171,29 @@ class FastEvalHFLM(EvalHFLM):
             think_end_token=self.think_end_token if isinstance(self.think_end_token, str) else None,
         )
 
+    def _check_plain_greedy(self) -> None:
+        """transformers' generate would apply these logits processors from the model's
+        generation_config; the fast path decodes plain greedy, so it refuses them."""
+        config = getattr(self.model, "generation_config", None)
+        neutral = {
+            "repetition_penalty": (None, 1.0),
+            "encoder_repetition_penalty": (None, 1.0),
+            "no_repeat_ngram_size": (None, 0),
+            "min_new_tokens": (None, 0),
+            "min_length": (None, 0),
+            "bad_words_ids": (None,),
+            "suppress_tokens": (None,),
+            "begin_suppress_tokens": (None,),
+            "sequence_bias": (None,),
+            "forced_bos_token_id": (None,),
+            "forced_eos_token_id": (None,),
+        }
+        if set_ := [k for k, ok in neutral.items() if getattr(config, k, None) not in ok]:
+            raise UserError(
+                f"--fast decodes plain greedy; the model's generation_config sets "
+                f"{', '.join(set_)}: evaluate it without --fast"
+            )
+
     def _stop_ids(self) -> set[int]:
         ids = {self.eot_token_id}
         eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
@@ -192,6 +215,7 @@ class FastEvalHFLM(EvalHFLM):
                 f"--fast decodes greedily; a task asks for sampling ({gen_kwargs}): "
                 "evaluate it without --fast"
             )
+        self._check_plain_greedy()
         eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
         until = [u for u in handle_stop_sequences(kwargs.pop("until", None), eos=eos) if u]
         max_new = int(kwargs.pop("max_gen_toks"))
