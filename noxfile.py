@@ -115,7 +115,7 @@ def serve(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def perf(session: nox.Session) -> None:
-    """Performance measurements, ratios in one run: nox -s perf -- train|eval|site|dedup."""
+    """Performance measurements, ratios in one run: nox -s perf -- train|eval|parity|site|dedup."""
     _marinebench(session, "perf", *session.posargs)
 
 

@@ -336,8 +336,6 @@ def _evaluate_models(
     global MODEL_LOADS
     import lm_eval
 
-    from benchmark.evaluation.hflm import EvalHFLM
-
     start = time.perf_counter()
     base, tokenizer = load_model(path, placement)
     MODEL_LOADS += 1
@@ -346,33 +344,7 @@ def _evaluate_models(
     base.requires_grad_(False)
     adapters = [r.adapter for r in todo if r.adapter is not None]
     with contextlib.ExitStack() as stack:
-        if settings.fast:
-            from benchmark.evaluation import multi_lora
-            from benchmark.evaluation.fast import FastEvalHFLM
-
-            weights = [multi_lora.read_adapter(base, a, path) for a in adapters]  # checks fit
-            saved = merging.SavedWeights(base) if adapters else None
-            infos = {r.name: r.adapter for r in todo}
-
-            def merge(name: str):
-                if infos[name] is None:
-                    return contextlib.nullcontext()
-                return merging.merged_adapter(base, infos[name], path, saved)
-
-            hflm = FastEvalHFLM(
-                pretrained=base,
-                tokenizer=tokenizer,
-                batch_size=settings.batch_size,
-                adapters=weights,
-                # 0: the base; i: the i-th adapter of `weights`
-                models={r.name: adapters.index(r.adapter) + 1 if r.adapter else 0 for r in todo},
-                merge=merge,
-            )
-            stack.callback(hflm.close)
-        else:
-            merging.check_fit(base, adapters, path)
-            saved = merging.SavedWeights(base) if adapters else None
-            hflm = EvalHFLM(pretrained=base, tokenizer=tokenizer, batch_size=settings.batch_size)
+        hflm, model_context = _model_runner(base, tokenizer, todo, path, settings, stack)
         load_s = time.perf_counter() - start
         log.info("loaded %s + checked %d adapter(s) in %.1fs", path, len(adapters), load_s)
         metadata = _metadata(dataset, retention)
@@ -381,18 +353,8 @@ def _evaluate_models(
 
         for item in todo:
             log.info("evaluating %s on %s", item.name, ", ".join(settings.tasks))
-            if settings.fast:
-                hflm.select(item.name)
-                context = contextlib.nullcontext()
-            else:
-                hflm.reset_timing()
-                context = (
-                    contextlib.nullcontext()
-                    if item.adapter is None
-                    else merging.merged_adapter(base, item.adapter, path, saved)
-                )
             t0 = time.perf_counter()
-            with context, _env(scorers.BERTSCORE_ENV, settings.bertscore_model):
+            with model_context(item), _env(scorers.BERTSCORE_ENV, settings.bertscore_model):
                 results = lm_eval.simple_evaluate(
                     model=hflm,
                     tasks=list(settings.tasks),
@@ -412,6 +374,58 @@ def _evaluate_models(
             parts = {**common, "adapter": item.adapter.hash if item.adapter else None}
             item.entry = cache.put(item.key, entry, parts) if cache.enabled else entry
     return load_s
+
+
+def _model_runner(base, tokenizer, todo: list[ModelRun], path: str, settings, stack):
+    """(the HFLM every model runs on, per model the context its evaluation runs in).
+
+    Exact path: each adapter merged into the base weights within its context, restored after.
+    Fast path (evaluation/fast.py): the first model's generation answers for all of them, each
+    row its own adapter; likelihoods run on the merged model as on the exact path."""
+    from benchmark.evaluation.hflm import EvalHFLM
+
+    adapters = [r.adapter for r in todo if r.adapter is not None]
+    if not settings.fast:
+        merging.check_fit(base, adapters, path)
+        saved = merging.SavedWeights(base) if adapters else None
+        hflm = EvalHFLM(pretrained=base, tokenizer=tokenizer, batch_size=settings.batch_size)
+
+        def exact_context(item: ModelRun):
+            hflm.reset_timing()
+            if item.adapter is None:
+                return contextlib.nullcontext()
+            return merging.merged_adapter(base, item.adapter, path, saved)
+
+        return hflm, exact_context
+
+    from benchmark.evaluation import multi_lora
+    from benchmark.evaluation.fast import FastEvalHFLM
+
+    weights = [multi_lora.read_adapter(base, a, path) for a in adapters]  # checks each fits
+    saved = merging.SavedWeights(base) if adapters else None
+    infos = {r.name: r.adapter for r in todo}
+
+    def merge(name: str):
+        if infos[name] is None:
+            return contextlib.nullcontext()
+        return merging.merged_adapter(base, infos[name], path, saved)
+
+    hflm = FastEvalHFLM(
+        pretrained=base,
+        tokenizer=tokenizer,
+        batch_size=settings.batch_size,
+        adapters=weights,
+        # 0: the base; i: the i-th adapter of `weights`
+        models={r.name: adapters.index(r.adapter) + 1 if r.adapter else 0 for r in todo},
+        merge=merge,
+    )
+    stack.callback(hflm.close)
+
+    def fast_context(item: ModelRun):
+        hflm.select(item.name)
+        return contextlib.nullcontext()
+
+    return hflm, fast_context
 
 
 def _task_manager(tasks: tuple[str, ...], metadata: dict[str, str]):
