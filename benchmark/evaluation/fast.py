@@ -116,20 +116,14 @@ class FastEvalHFLM(EvalHFLM):
     # --- generation: every model in one batch ------------------------------------------------
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False):
-        by_task: dict[str, list[int]] = defaultdict(list)
-        for i, request in enumerate(requests):
-            by_task[str(request.task_name)].append(i)
-        out: list = [None] * len(requests)
-        for task, indices in by_task.items():
-            answers = self._generate_task([requests[i] for i in indices], task, disable_tqdm)
-            for i, answer in zip(indices, answers, strict=True):
-                out[i] = answer
-        self.generated_tokens += sum(
-            len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in out
-        )
+        # _per_task's own timing of a task is overridden by the model's share in timing()
+        out = self._per_task(self._generate_task, requests, disable_tqdm)
+        self._count_generated(out)
         return out
 
-    def _generate_task(self, requests: list[Instance], task: str, disable_tqdm: bool) -> list:
+    def _generate_task(self, requests: list[Instance], disable_tqdm: bool) -> list:
+        """One task's answers for the current model; the first call answers for every model."""
+        task = str(requests[0].task_name)
         keys = [(ctx, _kwargs_key(kw)) for ctx, kw in (r.args for r in requests)]
         pending = [m for m in self.models if any((m, *k) not in self._generated for k in keys)]
         if pending:

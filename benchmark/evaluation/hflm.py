@@ -95,10 +95,13 @@ class EvalHFLM(HFLM):
         start = time.perf_counter()
         out = self._per_task(super().generate_until, requests, disable_tqdm)
         self.generate_s += time.perf_counter() - start
-        self.generated_tokens += sum(
-            len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in out
-        )
+        self._count_generated(out)
         return out
+
+    def _count_generated(self, answers: list[str]) -> None:
+        self.generated_tokens += sum(
+            len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in answers
+        )
 
     # --- loglikelihood: each context once, the LM head on the continuation only -------------
 
