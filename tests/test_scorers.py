@@ -203,3 +203,55 @@ def test_mismatched_lengths_are_an_error():
         _tfidf()(["a"], ["a", "b"])
     with pytest.raises(ValueError, match="pair up"):
         scorers.bertscore(["a"], ["a", "b"])
+
+
+_SCORE_IN_A_PROCESS = """
+import json, sys
+from benchmark import scorers
+pairs = json.loads(sys.argv[1])
+preds, refs = [p for p, _ in pairs], [r for _, r in pairs]
+if sys.argv[2] == "warm":  # some scored first: the rest would share a batch with fewer others
+    scorers.bertscore(preds[:4], refs[:4])
+    scorers.embedding_cosine(preds[:4], refs[:4])
+print(json.dumps([scorers.bertscore(preds, refs), scorers.embedding_cosine(preds, refs)]))
+"""
+
+
+def test_encoder_scores_do_not_depend_on_the_process_or_what_it_scored_before():
+    """BERTScore and embedding cosine give the same bits in two processes with other string
+    hash seeds (bert-score orders its sentences by hash) and another scoring history."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    words = [
+        "coral",
+        "reef",
+        "algae",
+        "whale",
+        "krill",
+        "kelp",
+        "urchin",
+        "otter",
+        "shark",
+        "ray",
+        "tide",
+        "plankton",
+    ]
+    pairs = [
+        (" ".join(words[i : i + 2 + i % 4]), " ".join(words[i + 1 : i + 3 + i % 3]))
+        for i in range(9)
+    ]
+    outs = []
+    for seed, history in (("1", "cold"), ("2", "warm")):
+        proc = subprocess.run(
+            [sys.executable, "-c", _SCORE_IN_A_PROCESS, json.dumps(pairs), history],
+            env={**os.environ, "PYTHONHASHSEED": seed, "HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(proc.stdout.strip().splitlines()[-1])
+    assert outs[0] == outs[1]
